@@ -1,0 +1,1 @@
+"""trainingbot service: configuration, command line and chat channels."""

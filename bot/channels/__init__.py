@@ -1,0 +1,1 @@
+"""Chat channels: each turns platform updates into `Incoming` and renders `Reply` back."""

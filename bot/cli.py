@@ -1,0 +1,243 @@
+"""The `trainingbot` command line: one entry point for every command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import ConfigError, Settings, load_settings
+from db import migrate
+from db.session import create_engine, create_sessionmaker
+
+log = logging.getLogger("trainingbot")
+
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///var/demo.db"
+DEFAULT_DEMO_DATA = Path("../shared/data/demo")
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+class CommandError(Exception):
+    """A failure to report to the user as one sentence, without a traceback."""
+
+
+@asynccontextmanager
+async def open_database(
+    settings: Settings, *, migrated: bool = True
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Yield a session factory for the configured database, checking it is migrated."""
+    engine = create_engine(settings.database.url)
+    try:
+        if migrated:
+            try:
+                current, head = await migrate.current(engine)
+            except (OSError, DBAPIError) as exc:
+                message = f"cannot open the database: {exc.__class__.__name__}: {exc}"
+                raise CommandError(message) from None
+            if current != head:
+                raise CommandError(
+                    "the database is not up to date: run `trainingbot db upgrade` first"
+                )
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    """Migrate the database up to the newest (or the given) revision."""
+    async with open_database(settings, migrated=False) as sessionmaker:
+        engine = sessionmaker.kw["bind"]
+        await migrate.upgrade(engine, args.revision)
+        current, _head = await migrate.current(engine)
+    print(f"database at revision {current}")
+    return 0
+
+
+async def db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
+    """Migrate the database down to the given revision."""
+    async with open_database(settings, migrated=False) as sessionmaker:
+        engine = sessionmaker.kw["bind"]
+        await migrate.downgrade(engine, args.revision)
+        current, _head = await migrate.current(engine)
+    print(f"database at revision {current or 'base (empty)'}")
+    return 0
+
+
+async def db_current(settings: Settings, _args: argparse.Namespace) -> int:
+    """Print the database's revision and whether it is the newest."""
+    async with open_database(settings, migrated=False) as sessionmaker:
+        current, head = await migrate.current(sessionmaker.kw["bind"])
+    state = "up to date" if current == head else f"behind: newest is {head}"
+    print(f"database at revision {current or 'base (empty)'} ({state})")
+    return 0 if current == head else 1
+
+
+async def import_file(settings: Settings, args: argparse.Namespace) -> int:
+    """Import units, people or classes from a CSV or XLSX file."""
+    from bot.roster_cli import import_command
+
+    async with open_database(settings) as sessionmaker:
+        return await import_command(sessionmaker, args.kind, Path(args.file), sys.stdout)
+
+
+async def export_registrations(settings: Settings, args: argparse.Namespace) -> int:
+    """Export registrations as CSV (to stdout by default) or XLSX."""
+    from bot.roster_cli import export_command
+
+    async with open_database(settings) as sessionmaker:
+        return await export_command(
+            sessionmaker,
+            class_code=args.class_code,
+            file_format=args.format,
+            output=Path(args.output) if args.output else None,
+            stdout=sys.stdout,
+            zone=settings.bot.zone,
+        )
+
+
+async def console(settings: Settings, args: argparse.Namespace) -> int:
+    """Chat with the bot in the terminal."""
+    from bot.channels.console import run_console
+
+    async with open_database(settings) as sessionmaker:
+        return await run_console(
+            sessionmaker,
+            settings,
+            as_phone=args.as_phone,
+            language=args.lang,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+        )
+
+
+async def demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Set up the demo database with the demo roster, dates shifted to today, and chat."""
+    from bot.channels.console import run_console
+    from bot.roster_cli import load_demo
+
+    data = Path(args.data)
+    if not (data / "people.csv").exists():
+        raise CommandError(
+            f"no demo roster in {data} (expected units.csv, people.csv, classes.csv)"
+        )
+    settings = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": args.database})}
+    )
+    today = dt.datetime.now(settings.bot.zone).date()
+    async with open_database(settings, migrated=False) as sessionmaker:
+        await migrate.upgrade(sessionmaker.kw["bind"])
+        summary = await load_demo(sessionmaker, data, today=today)
+        print(summary)
+        if args.no_console:
+            return 0
+        return await run_console(
+            sessionmaker,
+            settings,
+            as_phone=args.as_phone,
+            language=args.lang,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+        )
+
+
+async def run(settings: Settings, _args: argparse.Namespace) -> int:
+    """Start the configured chat channels and jobs."""
+    if settings.telegram.token is None:
+        raise CommandError(
+            "no chat channel is configured: set [telegram] token in config.toml (or the "
+            "TRAININGBOT_TELEGRAM_TOKEN environment variable); `make demo` chats offline "
+            "in the terminal without one"
+        )
+    raise CommandError(
+        "the Telegram channel is not part of this version yet; `make demo` chats offline "
+        "in the terminal"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every command."""
+    parser = argparse.ArgumentParser(
+        prog="trainingbot",
+        description="Training classes assistant for the provincial Political School.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TRAININGBOT_CONFIG, else ./config.toml if present)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    database = commands.add_parser("db", help="database migrations")
+    db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="migrate to the newest schema")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=db_upgrade)
+    downgrade = db_commands.add_parser("downgrade", help="migrate down (base empties it)")
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(handler=db_downgrade)
+    db_commands.add_parser("current", help="show the schema revision").set_defaults(
+        handler=db_current
+    )
+
+    importer = commands.add_parser("import", help="import units, people or classes")
+    importer.add_argument("kind", choices=["units", "people", "classes"])
+    importer.add_argument("file", help="a .csv or .xlsx file")
+    importer.set_defaults(handler=import_file)
+
+    exporter = commands.add_parser("export", help="export registrations")
+    exporter.add_argument("what", choices=["registrations"])
+    exporter.add_argument("--class", dest="class_code", metavar="CODE", help="one class only")
+    exporter.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    exporter.add_argument("-o", "--output", metavar="FILE", help="write to FILE (xlsx needs one)")
+    exporter.set_defaults(handler=export_registrations)
+
+    chat = commands.add_parser("console", help="chat with the bot in the terminal")
+    chat.add_argument("--as", dest="as_phone", metavar="PHONE", help="as this roster person")
+    chat.add_argument("--lang", choices=["vi", "en"], help="language (default from config)")
+    chat.set_defaults(handler=console)
+
+    demo_parser = commands.add_parser("demo", help="load the demo roster and chat")
+    demo_parser.add_argument("--data", default=str(DEFAULT_DEMO_DATA), metavar="DIR")
+    demo_parser.add_argument("--database", default=DEMO_DATABASE_URL, metavar="URL")
+    demo_parser.add_argument("--as", dest="as_phone", metavar="PHONE")
+    demo_parser.add_argument("--lang", choices=["vi", "en"])
+    demo_parser.add_argument("--no-console", action="store_true", help="set up only")
+    demo_parser.set_defaults(handler=demo)
+
+    commands.add_parser("run", help="start the service").set_defaults(handler=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int:
+    """Run one command and return its exit status."""
+    stderr = stderr or sys.stderr
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(args.config)
+        handler: Command = args.handler
+        return asyncio.run(handler(settings, args))
+    except (ConfigError, CommandError) as exc:
+        print(f"trainingbot: {exc}", file=stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"trainingbot: database error: {exc.orig}", file=stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

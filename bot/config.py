@@ -1,0 +1,191 @@
+"""Configuration: a TOML file, one pydantic model per section, secrets also from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from db.phone import normalize_phone
+
+ENV_PREFIX = "TRAININGBOT_"
+CONFIG_ENV = "TRAININGBOT_CONFIG"
+DEFAULT_CONFIG = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who edits the file."""
+
+
+def _phone(value: str) -> str:
+    normalized = normalize_phone(value)
+    if normalized is None:
+        raise ValueError(f"{value!r} is not a Vietnamese mobile number (0XXXXXXXXX)")
+    return normalized
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/trainingbot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class BotSettings(_Section):
+    timezone: str = "Asia/Ho_Chi_Minh"
+    default_language: Literal["vi", "en"] = "vi"
+    admins: list[Annotated[str, AfterValidator(_phone)]] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            message = f"{value!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)"
+            raise ValueError(message) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the configured time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class TelegramSettings(_Section):
+    token: SecretStr | None = None
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    bot: BotSettings = BotSettings()
+    telegram: TelegramSettings = TelegramSettings()
+
+
+def env_name(section: str, key: str) -> str:
+    """Return the environment variable that overrides `[section] key`."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for section_name, field in Settings.model_fields.items():
+        section_model = field.annotation
+        assert isinstance(section_model, type)
+        assert issubclass(section_model, BaseModel)
+        for key, key_field in section_model.model_fields.items():
+            value = environ.get(env_name(section_name, key))
+            if value is None:
+                continue
+            is_list = getattr(key_field.annotation, "__origin__", None) is list
+            overrides.setdefault(section_name, {})[key] = (
+                [item.strip() for item in value.split(",") if item.strip()] if is_list else value
+            )
+    return overrides
+
+
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]")
+_KEY = re.compile(r"^\s*\"?([A-Za-z0-9_\-]+)\"?\s*=")
+
+
+def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Return the 1-based line where `[loc[0]] loc[1]` is written, or None."""
+    section: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if table := _TABLE.match(line):
+            section = table.group(1)
+            if len(loc) == 1 and section == loc[0]:
+                return number
+        elif (key := _KEY.match(line)) and len(loc) >= 2 and (section, key.group(1)) == loc[:2]:
+            return number
+    return None
+
+
+def _describe(error: Mapping[str, Any], source: str, text: str, environ_keys: set[str]) -> str:
+    loc = tuple(error["loc"])
+    where = f"[{loc[0]}]" if len(loc) == 1 else f"[{loc[0]}] {loc[1]}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key" if len(loc) > 1 else "unknown section"
+        valid = _valid_keys(loc[:-1])
+        if valid:
+            message += f" (expected one of: {', '.join(valid)})"
+    if len(loc) >= 2 and env_name(str(loc[0]), str(loc[1])) in environ_keys:
+        return f"{env_name(str(loc[0]), str(loc[1]))}: {where}: {message}"
+    line = _locate(text, loc)
+    return f"{source}{f' line {line}' if line else ''}: {where}: {message}"
+
+
+def _valid_keys(loc: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def resolve_config_path(cli_path: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Return the config file to read and whether the user named it explicitly."""
+    if cli_path:
+        return Path(cli_path), True
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]), True
+    return DEFAULT_CONFIG, False
+
+
+def load_settings(
+    cli_path: str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from the chosen TOML file and the environment, or raise ConfigError.
+
+    A file named with --config or TRAININGBOT_CONFIG must exist; an absent ./config.toml
+    means built-in defaults.
+    """
+    environ = os.environ if environ is None else environ
+    path, explicit = resolve_config_path(cli_path, environ)
+    text = ""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found (copy config.example.toml to start one)")
+    for section, values in _env_overrides(environ).items():
+        target = data.setdefault(section, {})
+        if isinstance(target, dict):
+            target.update(values)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        environ_keys = {key for key in environ if key.startswith(ENV_PREFIX)}
+        lines = [_describe(error, str(path), text, environ_keys) for error in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None

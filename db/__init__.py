@@ -1,0 +1,1 @@
+"""Database layer: models, migrations, sessions and the operations that must stay correct."""

@@ -1,0 +1,372 @@
+"""Typed SQLAlchemy 2 models: the roster, the class catalog, registrations and plumbing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC that always reads back timezone-aware.
+
+    SQLite keeps no offset and returns naive values; PostgreSQL returns aware ones. This
+    makes both behave like PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: dt.datetime | None, _dialect: Dialect
+    ) -> dt.datetime | None:
+        """Refuse naive datetimes and store aware ones in UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware one")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, _dialect: Dialect
+    ) -> dt.datetime | None:
+        """Return the stored value as an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+    }
+
+
+def _enum(cls: type[StrEnum]) -> Enum:
+    # Stored as plain strings with a CHECK-free VARCHAR so adding a member needs no migration
+    # of a database enum type on PostgreSQL.
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class UnitKind(StrEnum):
+    SCHOOL = "school"
+    PARTY_COMMITTEE = "party_committee"
+    DEPARTMENT = "department"
+    DISTRICT = "district"
+    POLITICAL_CENTER = "political_center"
+    COMMUNE = "commune"
+    OTHER = "other"
+
+
+class TheoryLevel(StrEnum):
+    """Political theory level (trình độ lý luận chính trị), ordered from lowest."""
+
+    SO_CAP = "so_cap"
+    TRUNG_CAP = "trung_cap"
+    CAO_CAP = "cao_cap"
+
+    @property
+    def rank(self) -> int:
+        """Return the level's order: a higher level satisfies a lower requirement."""
+        return list(TheoryLevel).index(self) + 1
+
+
+class Role(StrEnum):
+    LEARNER = "learner"
+    UNIT_HEAD = "unit_head"
+    ADMIN = "admin"
+
+
+class Program(StrEnum):
+    SO_CAP_LLCT = "so_cap_llct"
+    TRUNG_CAP_LLCT = "trung_cap_llct"
+    CAP_NHAT_KIEN_THUC = "cap_nhat_kien_thuc"
+    KY_NANG = "ky_nang"
+    NGHIEP_VU = "nghiep_vu"
+    CHUYEN_DE = "chuyen_de"
+    DANG_VIEN_MOI = "dang_vien_moi"
+
+
+class Form(StrEnum):
+    FULL_TIME = "full_time"
+    PART_TIME = "part_time"
+    ONLINE = "online"
+
+
+class ClassStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class RegistrationStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    CONFIRMED = "confirmed"
+    WAITLISTED = "waitlisted"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    ATTENDED = "attended"
+
+
+LIVE_REGISTRATION_STATUSES = (
+    RegistrationStatus.PENDING_APPROVAL,
+    RegistrationStatus.CONFIRMED,
+    RegistrationStatus.WAITLISTED,
+    RegistrationStatus.ATTENDED,
+)
+
+
+_LIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in LIVE_REGISTRATION_STATUSES))
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Unit(Base):
+    __tablename__ = "unit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[UnitKind] = mapped_column(_enum(UnitKind))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id", ondelete="SET NULL"))
+
+    parent: Mapped[Unit | None] = relationship(remote_side=[id])
+
+
+class Person(Base):
+    """A roster entry: a cadre, civil servant or public employee the school trains."""
+
+    __tablename__ = "person"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(10), unique=True)
+    full_name: Mapped[str] = mapped_column(String(255))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[str] = mapped_column(String(255), default="")
+    gender: Mapped[str | None] = mapped_column(String(16))
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    theory_level: Mapped[TheoryLevel | None] = mapped_column(_enum(TheoryLevel))
+    is_learner: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_unit_head: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    unit: Mapped[Unit] = relationship()
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """Return the person's roles as a set."""
+        flags = {
+            Role.LEARNER: self.is_learner,
+            Role.UNIT_HEAD: self.is_unit_head,
+            Role.ADMIN: self.is_admin,
+        }
+        return frozenset(role for role, held in flags.items() if held)
+
+
+class ChannelAccount(Base):
+    """Links a chat-platform user to a roster person; at most one account per channel."""
+
+    __tablename__ = "channel_account"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id"),
+        UniqueConstraint("person_id", "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    linked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime | None]
+
+    person: Mapped[Person] = relationship()
+
+
+class TrainingClass(Base):
+    """A class (lớp) the school opens: one run of a program at a place and time."""
+
+    __tablename__ = "training_class"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    # Title and code folded to lower-case ASCII (see handlers.text.fold), so a search
+    # without diacritics is one LIKE on both SQLite and PostgreSQL.
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    program: Mapped[Program] = mapped_column(_enum(Program), index=True)
+    form: Mapped[Form] = mapped_column(_enum(Form))
+    location: Mapped[str] = mapped_column(String(500), default="")
+    start_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    end_date: Mapped[dt.date] = mapped_column(Date)
+    registration_deadline: Mapped[dt.date] = mapped_column(Date)
+    capacity: Mapped[int] = mapped_column(Integer)
+    max_age: Mapped[int | None] = mapped_column(Integer)
+    required_theory_level: Mapped[TheoryLevel | None] = mapped_column(_enum(TheoryLevel))
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[ClassStatus] = mapped_column(_enum(ClassStatus), default=ClassStatus.OPEN)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    quotas: Mapped[list[ClassQuota]] = relationship(
+        back_populates="training_class", cascade="all, delete-orphan"
+    )
+    sessions: Mapped[list[ClassSession]] = relationship(
+        back_populates="training_class",
+        cascade="all, delete-orphan",
+        order_by="ClassSession.starts_at",
+    )
+
+
+class ClassQuota(Base):
+    """Seats of a class reserved for one unit (chỉ tiêu)."""
+
+    __tablename__ = "class_quota"
+
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("training_class.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("unit.id", ondelete="CASCADE"), primary_key=True
+    )
+    seats: Mapped[int] = mapped_column(Integer)
+
+    training_class: Mapped[TrainingClass] = relationship(back_populates="quotas")
+    unit: Mapped[Unit] = relationship()
+
+
+class ClassSession(Base):
+    """One dated item of a class's schedule."""
+
+    __tablename__ = "class_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_id: Mapped[int] = mapped_column(
+        ForeignKey("training_class.id", ondelete="CASCADE"), index=True
+    )
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]
+    topic: Mapped[str] = mapped_column(String(500), default="")
+    location: Mapped[str | None] = mapped_column(String(500))
+
+    training_class: Mapped[TrainingClass] = relationship(back_populates="sessions")
+
+
+class Registration(Base):
+    """A person's place (or request for one) in a class."""
+
+    __tablename__ = "registration"
+    __table_args__ = (
+        # One live registration per person and class; cancelled and rejected ones stay as
+        # history and do not block registering again.
+        Index(
+            "uq_registration_live_person_class",
+            "person_id",
+            "class_id",
+            unique=True,
+            sqlite_where=text(_LIVE_SQL),
+            postgresql_where=text(_LIVE_SQL),
+        ),
+        Index("ix_registration_class_id_status", "class_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("training_class.id", ondelete="CASCADE"))
+    status: Mapped[RegistrationStatus] = mapped_column(_enum(RegistrationStatus))
+    registered_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("person.id", ondelete="SET NULL")
+    )
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    person: Mapped[Person] = relationship(foreign_keys=[person_id])
+    registered_by: Mapped[Person | None] = relationship(foreign_keys=[registered_by_id])
+    training_class: Mapped[TrainingClass] = relationship()
+
+
+class OutboxMessage(Base):
+    """A notification to deliver; its idempotency key makes a repeated enqueue a no-op."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_status_due_at", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.QUEUED)
+    due_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class Conversation(Base):
+    """The state of one chat: language and where it is in a flow, so any process can carry on."""
+
+    __tablename__ = "conversation"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(8))
+    flow: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Callback data of the buttons last shown, so "2" typed in a chat without buttons
+    # presses the second one.
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,1 @@
+"""Conversation flows, written once for every channel (Telegram, Zalo, console)."""

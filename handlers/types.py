@@ -1,0 +1,59 @@
+"""The neutral language between channels and flows: what came in, what goes out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Union
+
+MAX_CALLBACK_BYTES = 64
+
+# A parameter of a message: plain values, a date (formatted per language at the edge) or
+# another message (translated at the edge, e.g. a program's name).
+Param = Union[str, int, dt.date, "Msg", None]
+
+
+@dataclass(frozen=True)
+class Msg:
+    """A message key from the catalogs with its parameters, translated at the channel edge."""
+
+    key: str
+    params: dict[str, Param] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Button:
+    """A choice shown to the user; `data` comes back in `Incoming.button` when pressed."""
+
+    label: Msg
+    data: str
+
+    def __post_init__(self) -> None:
+        if len(self.data.encode()) > MAX_CALLBACK_BYTES:
+            raise ValueError(f"callback data over {MAX_CALLBACK_BYTES} bytes: {self.data!r}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to send: lines of text and rows of buttons."""
+
+    lines: tuple[Msg, ...]
+    buttons: tuple[tuple[Button, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One thing a user did in a chat, as every channel reports it.
+
+    Exactly one of `text`, `button` or `contact_phone` is set. `user_id` is the platform's
+    id of the sender, `chat_id` the conversation it happened in.
+    """
+
+    channel: str
+    chat_id: str
+    user_id: str
+    text: str | None = None
+    button: str | None = None
+    contact_phone: str | None = None
+    contact_user_id: str | None = None
+    language_hint: str | None = None

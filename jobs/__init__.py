@@ -1,0 +1,1 @@
+"""Periodic sweeps that decide what to tell whom and when, writing outbox rows."""
