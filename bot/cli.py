@@ -7,10 +7,10 @@ import asyncio
 import datetime as dt
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,7 +24,7 @@ log = logging.getLogger("trainingbot")
 DEMO_DATABASE_URL = "sqlite+aiosqlite:///var/demo.db"
 DEFAULT_DEMO_DATA = Path("../shared/data/demo")
 
-Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 class CommandError(Exception):
@@ -38,16 +38,13 @@ async def open_database(
     """Yield a session factory for the configured database, checking it is migrated."""
     engine = create_engine(settings.database.url)
     try:
-        if migrated:
-            try:
-                current, head = await migrate.current(engine)
-            except (OSError, DBAPIError) as exc:
-                message = f"cannot open the database: {exc.__class__.__name__}: {exc}"
-                raise CommandError(message) from None
-            if current != head:
-                raise CommandError(
-                    "the database is not up to date: run `trainingbot db upgrade` first"
-                )
+        try:
+            current, head = await migrate.current(engine)
+        except (OSError, DBAPIError) as exc:
+            message = f"cannot open the database: {exc.__class__.__name__}: {exc}"
+            raise CommandError(message) from None
+        if migrated and current != head:
+            raise CommandError("the database is not up to date: run `trainingbot db upgrade` first")
         yield create_sessionmaker(engine)
     finally:
         await engine.dispose()

@@ -1,0 +1,143 @@
+"""Configuration: defaults, the file, the environment, and errors a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def error_of(path: str | None, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ or {})
+    return str(caught.value)
+
+
+def test_example_file_is_the_defaults() -> None:
+    assert load_settings(str(EXAMPLE), {}) == Settings()
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.database.url == "sqlite+aiosqlite:///var/trainingbot.db"
+    assert settings.bot.timezone == "Asia/Ho_Chi_Minh"
+    assert settings.bot.default_language == "vi"
+    assert settings.bot.admins == []
+    assert settings.telegram.token is None
+
+
+def test_file_values_are_read_and_phones_normalised(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[bot]\ndefault_language = "en"\nadmins = ["+84 912 000 100", "84912000101"]\n',
+    )
+    settings = load_settings(path, {})
+    assert settings.bot.default_language == "en"
+    assert settings.bot.admins == ["0912000100", "0912000101"]
+
+
+def test_missing_named_file_is_reported(tmp_path: Path) -> None:
+    message = error_of(str(tmp_path / "nope.toml"))
+    assert "nope.toml" in message
+    assert "not found" in message
+
+
+def test_missing_file_named_by_environment_is_reported(tmp_path: Path) -> None:
+    missing = str(tmp_path / "from-env.toml")
+    message = error_of(None, {"TRAININGBOT_CONFIG": missing})
+    assert "from-env.toml: config file not found" in message
+
+
+def test_absent_default_file_means_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, {}) == Settings()
+
+
+def test_default_file_in_working_directory_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, '[bot]\ntimezone = "Asia/Bangkok"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, {}).bot.timezone == "Asia/Bangkok"
+
+
+def test_bad_toml_names_the_line(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, '[bot]\ntimezone = "Asia/Ho_Chi_Minh\n'))
+    assert "not valid TOML" in message
+    assert "line 2" in message
+
+
+def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
+    message = error_of(
+        write(
+            tmp_path,
+            '[database]\nurl = "sqlite+aiosqlite:///x.db"\n\n[bot]\nadmins = "0912000100"\n',
+        )
+    )
+    assert "line 5" in message
+    assert "[bot] admins" in message
+    assert "valid list" in message
+
+
+def test_unknown_key_names_key_line_and_choices(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, '[bot]\ntimezone = "Asia/Ho_Chi_Minh"\nlanguage = "vi"\n'))
+    assert message.endswith(
+        "line 3: [bot] language: unknown key (expected one of: admins, default_language, timezone)"
+    )
+
+
+def test_unknown_section_is_reported(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "[zallo]\ntoken = 1\n"))
+    assert "line 1: [zallo]: unknown section" in message
+
+
+def test_bad_values_are_all_reported(tmp_path: Path) -> None:
+    message = error_of(
+        write(
+            tmp_path, '[bot]\ntimezone = "Mars/Olympus"\ndefault_language = "fr"\nadmins = ["12"]\n'
+        )
+    )
+    lines = message.splitlines()
+    assert len(lines) == 3
+    assert "line 2: [bot] timezone: 'Mars/Olympus' is not a known time zone" in lines[0]
+    assert "line 3: [bot] default_language" in lines[1]
+    assert "line 4: [bot] admins: '12' is not a Vietnamese mobile number" in lines[2]
+
+
+def test_unsupported_database_driver(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, '[database]\nurl = "mysql://localhost/x"\n'))
+    assert "line 2: [database] url: must start with sqlite+aiosqlite://" in message
+
+
+def test_environment_overrides_file_and_keeps_secrets_hidden(tmp_path: Path) -> None:
+    path = write(tmp_path, '[database]\nurl = "sqlite+aiosqlite:///file.db"\n')
+    settings = load_settings(
+        path,
+        {
+            "TRAININGBOT_DATABASE_URL": "postgresql+asyncpg://u:p@localhost/db",
+            "TRAININGBOT_TELEGRAM_TOKEN": "123:secret",
+            "TRAININGBOT_BOT_ADMINS": "0912000100, +84912000101",
+        },
+    )
+    assert settings.database.url == "postgresql+asyncpg://u:p@localhost/db"
+    assert settings.bot.admins == ["0912000100", "0912000101"]
+    assert settings.telegram.token is not None
+    assert settings.telegram.token.get_secret_value() == "123:secret"
+    assert "secret" not in repr(settings)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    message = error_of(None, {"TRAININGBOT_BOT_TIMEZONE": "Nowhere/Land"})
+    assert message.startswith("TRAININGBOT_BOT_TIMEZONE: [bot] timezone:")
