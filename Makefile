@@ -8,7 +8,7 @@ DEMO_DATA ?= ../shared/data/demo
 AS ?= 0912000178
 LANG_UI ?= vi
 
-.PHONY: setup demo test run lint clean
+.PHONY: setup demo test run bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.roster
 
 run: $(STAMP)
 	$(BIN)/trainingbot run

@@ -121,6 +121,7 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
     """Set up the demo database with the demo roster, dates shifted to today, and chat."""
     from bot.channels.console import run_console
     from bot.roster_cli import load_demo
+    from db.roster import RosterError
 
     data = Path(args.data)
     if not (data / "people.csv").exists():
@@ -133,7 +134,10 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
     today = dt.datetime.now(settings.bot.zone).date()
     async with open_database(settings, migrated=False) as sessionmaker:
         await migrate.upgrade(sessionmaker.kw["bind"])
-        summary = await load_demo(sessionmaker, data, today=today)
+        try:
+            summary = await load_demo(sessionmaker, data, today=today)
+        except RosterError as exc:
+            raise CommandError(str(exc)) from None
         print(summary)
         if args.no_console:
             return 0

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -96,6 +97,8 @@ _CODE_LENGTH = 32
 _MIN_AGE, _MAX_AGE = 16, 100
 # Bound parameters per IN (...) query, well under SQLite's and asyncpg's limits.
 _CHUNK = 1000
+# Rows written at once past which planner statistics are refreshed.
+_BULK = 1000
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _DAY_FIRST_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
 _QUOTA = re.compile(r"([^:\s]+)\s*:\s*(\d+)")
@@ -646,6 +649,16 @@ async def _upsert(
         await session.execute(lite_stmt, rows)
 
 
+async def _refresh_statistics(session: AsyncSession, model: type[Any], changed: int) -> None:
+    """Refresh PostgreSQL's planner statistics after a bulk write.
+
+    Until autovacuum gets to it, the planner believes a freshly loaded table is empty and
+    the next import's lookups by phone slow down twentyfold.
+    """
+    if changed >= _BULK and session.get_bind().dialect.name == "postgresql":
+        await session.execute(sql_text(f"ANALYZE {model.__tablename__}"))
+
+
 async def unit_ids(session: AsyncSession) -> dict[str, int]:
     """Return every stored unit's id by code."""
     result = await session.execute(select(Unit.code, Unit.id))
@@ -742,6 +755,7 @@ async def import_people(
         ["phone"],
         [values | {"created_at": now, "updated_at": now} for values in changed],
     )
+    await _refresh_statistics(session, Person, len(changed))
     added = sum(1 for values in changed if values["phone"] not in stored)
     return ImportResult(
         "people", len(rows), added, len(changed) - added, len(records) - len(changed)
