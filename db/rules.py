@@ -1,0 +1,132 @@
+"""Pure rules about classes: seats, registration windows and who may register.
+
+No database access here: callers load the facts (counts, quota usage) and these functions
+decide, returning reasons so a flow can explain a refusal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from db.models import ClassStatus, Person, RegistrationStatus, TheoryLevel, TrainingClass
+
+# Registrations that take a seat of a unit's quota: approved ones and those awaiting the
+# unit head, so a unit cannot over-nominate while approvals are pending.
+QUOTA_STATUSES = (RegistrationStatus.CONFIRMED, RegistrationStatus.PENDING_APPROVAL)
+
+
+class Refusal(StrEnum):
+    """Why a person may not register for a class."""
+
+    CANCELLED = "cancelled"
+    REGISTRATION_CLOSED = "registration_closed"
+    DEADLINE_PASSED = "deadline_passed"
+    AGE_UNKNOWN = "age_unknown"
+    TOO_OLD = "too_old"
+    THEORY_LEVEL_LOW = "theory_level_low"
+    QUOTA_USED_UP = "quota_used_up"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One refusal with the facts that explain it (ages, levels, dates, quota use)."""
+
+    refusal: Refusal
+    facts: dict[str, str | int | dt.date | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    """A unit's quota for one class and how many of its seats are taken."""
+
+    unit_id: int
+    unit_name: str
+    seats: int
+    used: int
+
+    @property
+    def used_up(self) -> bool:
+        """Return whether no seat of the quota is left."""
+        return self.used >= self.seats
+
+
+def seats_left(capacity: int, confirmed: int) -> int:
+    """Return the seats not yet taken by confirmed registrations (never negative)."""
+    return max(capacity - confirmed, 0)
+
+
+def deadline_passed(training_class: TrainingClass, today: dt.date) -> bool:
+    """Return whether the registration deadline is over; it is open through its last day."""
+    return today > training_class.registration_deadline
+
+
+def registration_open(training_class: TrainingClass, today: dt.date) -> bool:
+    """Return whether the class takes registrations today."""
+    return training_class.status == ClassStatus.OPEN and not deadline_passed(training_class, today)
+
+
+def age_limit(training_class: TrainingClass) -> int | None:
+    """Return the class's maximum age, or None when it has none.
+
+    Rosters write 0 for "no limit" as often as they leave the cell empty.
+    """
+    return training_class.max_age if training_class.max_age else None
+
+
+def age_in_year(birth_year: int, year: int) -> int:
+    """Return a person's age as counted in cadre rules: by year, not birthday."""
+    return year - birth_year
+
+
+def refusal_reasons(
+    person: Person,
+    training_class: TrainingClass,
+    today: dt.date,
+    quota: QuotaUse | None,
+) -> list[Reason]:
+    """Return why `person` may not register for `training_class` today; empty means eligible.
+
+    `quota` is the quota of the person's unit or of its nearest ancestor that has one.
+    """
+    reasons: list[Reason] = []
+    if training_class.status == ClassStatus.CANCELLED:
+        reasons.append(Reason(Refusal.CANCELLED))
+    elif training_class.status == ClassStatus.CLOSED:
+        reasons.append(Reason(Refusal.REGISTRATION_CLOSED))
+    elif deadline_passed(training_class, today):
+        reasons.append(
+            Reason(Refusal.DEADLINE_PASSED, {"deadline": training_class.registration_deadline})
+        )
+    max_age = age_limit(training_class)
+    year = training_class.start_date.year
+    if max_age is not None:
+        if person.birth_year is None:
+            reasons.append(Reason(Refusal.AGE_UNKNOWN, {"max_age": max_age, "year": year}))
+        elif (age := age_in_year(person.birth_year, year)) > max_age:
+            reasons.append(Reason(Refusal.TOO_OLD, {"age": age, "max_age": max_age, "year": year}))
+    required = training_class.required_theory_level
+    if required is not None and theory_rank(person.theory_level) < required.rank:
+        reasons.append(
+            Reason(
+                Refusal.THEORY_LEVEL_LOW,
+                {
+                    "required": required.value,
+                    "have": person.theory_level.value if person.theory_level else None,
+                },
+            )
+        )
+    if quota is not None and quota.used_up:
+        reasons.append(
+            Reason(
+                Refusal.QUOTA_USED_UP,
+                {"unit": quota.unit_name, "seats": quota.seats, "used": quota.used},
+            )
+        )
+    return reasons
+
+
+def theory_rank(level: TheoryLevel | None) -> int:
+    """Return the rank of a theory level, 0 for none."""
+    return level.rank if level is not None else 0

@@ -1,0 +1,85 @@
+"""Buttons as numbered choices: how text channels show them and how typed text presses them.
+
+Telegram shows real buttons, but every channel records the last buttons shown, so typing
+"2" or a button's words presses it in a chat without buttons (Zalo, the console) too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from handlers.i18n import t
+from handlers.text import fold
+from handlers.types import Button, Reply
+
+# A label may be "short name · description"; typing the short name alone presses it.
+LABEL_SEPARATOR = " · "
+_NON_WORD = re.compile(r"[^\w]+")
+_NUMBER = re.compile(r"#?\s*(\d{1,6})\s*[.)]?")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A button as remembered between messages: its data and the words that press it."""
+
+    data: str
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    """A number was typed that names no button shown."""
+
+    number: int
+    count: int
+
+
+def match_key(text: str) -> str:
+    """Return `text` folded to bare words, for comparing typed text with a label."""
+    return " ".join(_NON_WORD.sub(" ", fold(text)).replace("_", " ").split())
+
+
+def buttons_of(replies: Sequence[Reply]) -> list[Button]:
+    """Return the buttons of `replies` in the order they are numbered, from 1."""
+    return [button for reply in replies for row in reply.buttons for button in row]
+
+
+def choices_of(replies: Sequence[Reply], language: str) -> tuple[Choice, ...]:
+    """Return the choices the buttons of `replies` offer, labels read in `language`."""
+    choices = []
+    for button in buttons_of(replies):
+        label = t(button.label, language)
+        words = {match_key(label), match_key(label.split(LABEL_SEPARATOR)[0])}
+        choices.append(Choice(button.data, tuple(sorted(word for word in words if word))))
+    return tuple(choices)
+
+
+def pick(text: str, choices: Sequence[Choice]) -> Choice | OutOfRange | None:
+    """Return the choice `text` presses (by number or by words), OutOfRange, or None."""
+    if number := _NUMBER.fullmatch(text.strip()):
+        index = int(number.group(1))
+        if 1 <= index <= len(choices):
+            return choices[index - 1]
+        return OutOfRange(index, len(choices))
+    key = match_key(text)
+    if not key:
+        return None
+    return next((choice for choice in choices if key in choice.words), None)
+
+
+def render_numbered(replies: Sequence[Reply], language: str) -> list[str]:
+    """Return each reply as plain text with its buttons listed as numbered choices."""
+    texts = []
+    number = 0
+    for reply in replies:
+        parts = ["\n".join(t(line, language) for line in reply.lines)]
+        options = []
+        for button in (button for row in reply.buttons for button in row):
+            number += 1
+            options.append(f"  {number}. {t(button.label, language)}")
+        if options:
+            parts.append("\n".join(options))
+        texts.append("\n\n".join(part for part in parts if part))
+    return texts

@@ -1,0 +1,195 @@
+"""The one entry point of every channel: answer what a user did, carrying the chat's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from bot.config import BotSettings
+from db.repos import Repos
+from handlers.callbacks import (
+    Action,
+    ListQuery,
+    SearchPage,
+    SetLanguage,
+    ShowClass,
+    ShowList,
+    ShowMenu,
+    decode,
+)
+from handlers.catalog import show_class, show_class_by_code, show_list, show_menu
+from handlers.choices import Choice, OutOfRange, buttons_of, choices_of, pick
+from handlers.help import (
+    Outcome,
+    cancel,
+    help_reply,
+    show_help,
+    stale_button,
+    start,
+    unknown_command,
+)
+from handlers.language import ask_language, change_language, choose_language, set_language
+from handlers.phrases import Intent, intent_of, list_filters
+from handlers.search import answer_query, ask_query, search, show_search_page
+from handlers.state import Context, State, Step, read_state, write_state
+from handlers.types import Incoming, Msg, Reply
+
+# Longer than any question or class title; anything longer is a paste gone wrong.
+MAX_TEXT_LENGTH = 300
+
+Command = Callable[[State, str, Incoming, Context], Awaitable[Outcome]]
+
+
+async def dispatch(
+    incoming: Incoming, repos: Repos, *, now: dt.datetime, bot: BotSettings
+) -> list[Reply]:
+    """Answer one incoming event, reading and saving the chat's state in the caller's unit of work.
+
+    Call it inside one transaction: `async with sessionmaker() as s, s.begin(): …`.
+    """
+    conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
+    state = read_state(conversation, now, bot.default_language)
+    person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
+    ctx = Context(repos=repos, person=person, now=now, zone=bot.zone)
+    state, replies = await answer(state, incoming, ctx)
+    # Replies without buttons (an error, a prompt) leave the last buttons pressable.
+    if buttons_of(replies):
+        state = replace(state, choices=choices_of(replies, state.language))
+    write_state(conversation, state, now)
+    return replies
+
+
+async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
+    """Route a button, a command, a pending question's answer, a typed choice or free text."""
+    if incoming.button is not None:
+        return await press(state, incoming.button, ctx)
+    text = " ".join((incoming.text or "").split())
+    if not text:
+        return await show_help(state, incoming, ctx)
+    if len(text) > MAX_TEXT_LENGTH:
+        too_long = Msg("input.too_long", {"length": len(text), "limit": MAX_TEXT_LENGTH})
+        return state, [Reply(lines=(too_long,))]
+    incoming = replace(incoming, text=text)
+    if text.startswith("/"):
+        return await run_command(state, text, incoming, ctx)
+    if state.step == Step.SEARCH_QUERY:
+        return await answer_query(state, incoming, ctx)
+    picked = pick(text, state.choices)
+    if isinstance(picked, Choice):
+        return await press(state, picked.data, ctx)
+    if isinstance(picked, OutOfRange):
+        return state, [_out_of_range(picked, ctx)]
+    if state.step == Step.CHOOSE_LANGUAGE:
+        return await choose_language(state, incoming, ctx)
+    return await answer_text(state, incoming, ctx)
+
+
+def _out_of_range(picked: OutOfRange, ctx: Context) -> Reply:
+    if picked.count == 0:
+        return help_reply(ctx, (Msg("choice.none", {"number": picked.number}),))
+    return Reply(
+        lines=(Msg("choice.out_of_range", {"number": picked.number, "count": picked.count}),)
+    )
+
+
+async def answer_text(state: State, incoming: Incoming, ctx: Context) -> Outcome:
+    """Answer a question the bot recognises, or search for the words."""
+    text = incoming.text or ""
+    match intent_of(text):
+        case Intent.ELIGIBLE:
+            return await show_list(state, ListQuery(eligible=True), ctx)
+        case Intent.UPCOMING:
+            return await show_list(state, ListQuery(), ctx)
+        case Intent.HELP:
+            return await show_help(state, incoming, ctx)
+        case Intent.GREETING:
+            return await start(state, incoming, ctx)
+        case None:
+            return await search(state, text, ctx, typed_freely=True)
+
+
+async def press(state: State, data: str, ctx: Context) -> Outcome:
+    """Do what a button (pressed, or chosen by typing) asks for."""
+    match decode(data):
+        case ShowList(query):
+            return await show_list(state, query, ctx)
+        case ShowMenu(menu, query):
+            return await show_menu(state, menu, query, ctx)
+        case ShowClass(class_id):
+            return await show_class(state, class_id, ctx)
+        case SearchPage(page):
+            return await show_search_page(state, page, ctx)
+        case SetLanguage(language):
+            return await set_language(state, language, ctx)
+        case Action.HELP:
+            return await show_help(state, Incoming("", "", ""), ctx)
+        case Action.ASK_SEARCH:
+            return await ask_query(state, ctx)
+        case Action.LANGUAGES:
+            return await ask_language(state, ctx)
+        case None:
+            return stale_button(state, ctx)
+
+
+async def _start(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:
+    return await start(state, incoming, ctx)
+
+
+async def _help(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_help(state, incoming, ctx)
+
+
+async def _cancel(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:
+    return await cancel(state, incoming, ctx)
+
+
+async def _classes(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    query, not_understood = list_filters(argument)
+    notes = [Msg("catalog.unknown_filter", {"text": not_understood})] if not_understood else []
+    return await show_list(state, query, ctx, notes)
+
+
+async def _eligible(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_list(state, ListQuery(eligible=True), ctx)
+
+
+async def _class(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_class_by_code(state, argument, ctx)
+
+
+async def _search(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    if not argument:
+        return await ask_query(state, ctx)
+    return await search(state, argument, ctx, typed_freely=False)
+
+
+async def _lang(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await change_language(state, argument, ctx)
+
+
+COMMANDS: dict[str, Command] = {
+    "/start": _start,
+    "/help": _help,
+    "/classes": _classes,
+    "/eligible": _eligible,
+    "/class": _class,
+    "/search": _search,
+    "/lang": _lang,
+    "/cancel": _cancel,
+}
+
+
+async def run_command(state: State, text: str, incoming: Incoming, ctx: Context) -> Outcome:
+    """Run a /command; in groups Telegram appends @botname, which is ignored."""
+    word, _, argument = text.partition(" ")
+    handler = COMMANDS.get(word.split("@", 1)[0].lower())
+    if handler is None:
+        return unknown_command(state, word, ctx)
+    return await handler(state, argument.strip(), incoming, ctx)
+
+
+async def chat_language(incoming: Incoming, repos: Repos, bot: BotSettings) -> str:
+    """Return the language to render the replies of `incoming` in (read after dispatch)."""
+    conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
+    return read_state(conversation, dt.datetime.now(dt.UTC), bot.default_language).language

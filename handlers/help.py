@@ -1,0 +1,62 @@
+"""Greeting, help, and the answers to input the bot does not understand."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from handlers.callbacks import Action, ListQuery, list_data
+from handlers.state import Context, State
+from handlers.types import Button, Incoming, Msg, Reply
+
+Outcome = tuple[State, list[Reply]]
+
+
+def main_menu(ctx: Context) -> tuple[tuple[Button, ...], ...]:
+    """Return the buttons for what the bot can do."""
+    first_row = [Button(Msg("menu.upcoming"), list_data(ListQuery()))]
+    if ctx.person is not None:
+        first_row.append(Button(Msg("menu.eligible"), list_data(ListQuery(eligible=True))))
+    return (
+        tuple(first_row),
+        (
+            Button(Msg("menu.search"), Action.ASK_SEARCH.value),
+            Button(Msg("menu.language"), Action.LANGUAGES.value),
+        ),
+    )
+
+
+def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
+    """Return what the bot can do, after `before` (why help is shown, if not asked for)."""
+    return Reply(lines=(*before, Msg("help.text")), buttons=main_menu(ctx))
+
+
+async def start(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
+    """Greet the user, by name and unit when they are on the roster."""
+    person = ctx.person
+    greeting = (
+        Msg("start.person", {"name": person.full_name, "unit": person.unit.name})
+        if person is not None
+        else Msg("start.visitor")
+    )
+    return replace(state, step=None), [help_reply(ctx, (greeting, Msg("start.intro")))]
+
+
+async def show_help(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
+    """Explain what the bot can do."""
+    return replace(state, step=None), [help_reply(ctx)]
+
+
+async def cancel(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
+    """Drop the pending question, if any."""
+    return replace(state, step=None), [help_reply(ctx, (Msg("cancel.done"),))]
+
+
+def unknown_command(state: State, command: str, ctx: Context) -> Outcome:
+    """Answer a /command the bot does not know; keep any pending question."""
+    return state, [help_reply(ctx, (Msg("help.unknown_command", {"command": command}),))]
+
+
+def stale_button(state: State, ctx: Context) -> Outcome:
+    """Answer a button whose data no longer applies (old message, deleted class, forgery)."""
+    return state, [help_reply(ctx, (Msg("button.stale"),))]

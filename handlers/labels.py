@@ -1,0 +1,62 @@
+"""Messages naming catalog things: programs, forms, levels, months, a class's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from db.models import ClassStatus, Form, Program, TheoryLevel, TrainingClass
+from db.rules import Reason, Refusal, deadline_passed, seats_left
+from handlers.types import Msg, Param
+
+
+def program_name(program: Program) -> Msg:
+    """Return the program's name."""
+    return Msg(f"program.{program.value}")
+
+
+def form_name(form: Form) -> Msg:
+    """Return the form's name."""
+    return Msg(f"form.{form.value}")
+
+
+def level_name(level: str | None) -> Msg:
+    """Return a theory level's name, or "none" when the person has none."""
+    if level is None or level not in TheoryLevel.__members__.values():
+        return Msg("level.none")
+    return Msg(f"level.{level}")
+
+
+def month_name(month: dt.date) -> Msg:
+    """Return the month and year of `month`, e.g. "Tháng 12/2026" or "December 2026"."""
+    return Msg("common.month", {"month": Msg(f"month.{month.month}"), "year": month.year})
+
+
+def seats_text(training_class: TrainingClass, confirmed: int) -> Msg:
+    """Return how many seats are left."""
+    left = seats_left(training_class.capacity, confirmed)
+    if left == 0:
+        return Msg("class.full", {"capacity": training_class.capacity})
+    return Msg("class.seats_left", {"left": left, "capacity": training_class.capacity})
+
+
+def registration_text(training_class: TrainingClass, today: dt.date) -> Msg:
+    """Return whether registration is open and until when."""
+    deadline = training_class.registration_deadline
+    if training_class.status == ClassStatus.CANCELLED:
+        return Msg("class.cancelled")
+    if training_class.status == ClassStatus.CLOSED:
+        return Msg("class.closed")
+    if deadline_passed(training_class, today):
+        return Msg("class.deadline_passed", {"deadline": deadline})
+    return Msg("class.open_until", {"deadline": deadline})
+
+
+def refusal_text(reason: Reason) -> Msg:
+    """Return one reason a person may not register, as a bullet line."""
+    params: dict[str, Param] = dict(reason.facts)
+    if reason.refusal == Refusal.THEORY_LEVEL_LOW:
+        required = reason.facts.get("required")
+        have = reason.facts.get("have")
+        params["required"] = level_name(required if isinstance(required, str) else None)
+        params["have"] = level_name(have if isinstance(have, str) else None)
+    return Msg(f"refusal.{reason.refusal.value}", params)

@@ -1,0 +1,110 @@
+"""A chat's conversation state, read from and written back to its Conversation row."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from db.models import Conversation, Person
+from db.repos import Repos
+from handlers.choices import Choice
+from handlers.i18n import supported_language
+
+# A question left unanswered this long is forgotten: the next message starts afresh.
+STEP_LIFETIME = dt.timedelta(minutes=30)
+
+
+class Flow(StrEnum):
+    """The flow a chat is in the middle of."""
+
+    SEARCH = "search"
+    LANGUAGE = "language"
+
+
+class Step(StrEnum):
+    """The question a chat is waiting to have answered."""
+
+    SEARCH_QUERY = "search_query"
+    CHOOSE_LANGUAGE = "choose_language"
+
+
+FLOW_OF_STEP = {Step.SEARCH_QUERY: Flow.SEARCH, Step.CHOOSE_LANGUAGE: Flow.LANGUAGE}
+
+
+@dataclass(frozen=True)
+class State:
+    """Where a chat is: language, pending question, and what its last buttons refer to."""
+
+    language: str
+    step: Step | None = None
+    # Callback data of the list last shown, for a detail's Back button.
+    last_list: str | None = None
+    # The last search, for its Next/Previous buttons.
+    last_query: str | None = None
+    # The buttons last shown, so typed numbers and words press them.
+    choices: tuple[Choice, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use besides the state: the data, who is talking, and when."""
+
+    repos: Repos
+    person: Person | None
+    now: dt.datetime
+    zone: ZoneInfo
+
+    @property
+    def today(self) -> dt.date:
+        """Return today's date where the school is."""
+        return self.now.astimezone(self.zone).date()
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def read_state(conversation: Conversation, now: dt.datetime, default_language: str) -> State:
+    """Return the state stored in `conversation`, forgetting a question that expired."""
+    data = conversation.data if isinstance(conversation.data, dict) else {}
+    step: Step | None = None
+    expired = conversation.expires_at is not None and conversation.expires_at <= now
+    if conversation.step is not None and conversation.step in Step.__members__.values():
+        step = None if expired else Step(conversation.step)
+    stored = conversation.choices if isinstance(conversation.choices, list) else []
+    words = data.get("choice_words")
+    words = words if isinstance(words, list) and len(words) == len(stored) else [[]] * len(stored)
+    choices = tuple(
+        Choice(str(choice), tuple(str(word) for word in choice_words))
+        for choice, choice_words in zip(stored, words, strict=True)
+        if isinstance(choice_words, list)
+    )
+    language = (
+        supported_language(conversation.language) or supported_language(default_language) or "vi"
+    )
+    return State(
+        language=language,
+        step=step,
+        last_list=_text(data, "last_list"),
+        last_query=_text(data, "last_query"),
+        choices=choices,
+    )
+
+
+def write_state(conversation: Conversation, state: State, now: dt.datetime) -> None:
+    """Store `state` in `conversation` (new objects, so the JSON columns are saved)."""
+    conversation.language = state.language
+    conversation.step = state.step.value if state.step else None
+    conversation.flow = FLOW_OF_STEP[state.step].value if state.step else None
+    conversation.expires_at = now + STEP_LIFETIME if state.step else None
+    conversation.choices = [choice.data for choice in state.choices]
+    data: dict[str, Any] = {"choice_words": [list(choice.words) for choice in state.choices]}
+    if state.last_list:
+        data["last_list"] = state.last_list
+    if state.last_query:
+        data["last_query"] = state.last_query
+    conversation.data = data
