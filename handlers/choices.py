@@ -69,12 +69,25 @@ def pick(text: str, choices: Sequence[Choice]) -> Choice | OutOfRange | None:
     return next((choice for choice in choices if key in choice.words), None)
 
 
+def reply_text(reply: Reply, language: str) -> str:
+    """Return the text of a reply: one line per message, multi-line messages set apart."""
+    text = ""
+    for line in (t(msg, language) for msg in reply.lines):
+        if not text:
+            text = line
+        elif "\n" in line or text.endswith("\n\n"):
+            text = text.rstrip("\n") + "\n\n" + line + ("\n\n" if "\n" in line else "")
+        else:
+            text += "\n" + line
+    return text.strip("\n")
+
+
 def render_numbered(replies: Sequence[Reply], language: str) -> list[str]:
     """Return each reply as plain text with its buttons listed as numbered choices."""
     texts = []
     number = 0
     for reply in replies:
-        parts = ["\n".join(t(line, language) for line in reply.lines)]
+        parts = [reply_text(reply, language)]
         options = []
         for button in (button for row in reply.buttons for button in row):
             number += 1
