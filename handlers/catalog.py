@@ -141,7 +141,7 @@ def _filter_buttons(query: ListQuery, ctx: Context) -> list[tuple[Button, ...]]:
             others.append(
                 Button(Msg("catalog.only_eligible"), list_data(replace(first_page, eligible=True)))
             )
-    if query.filtered:
+    if query.program or query.form or query.month:
         others.append(Button(Msg("catalog.clear_filters"), list_data(ListQuery())))
     others.append(Button(Msg("menu.search"), Action.ASK_SEARCH.value))
     return [menus, tuple(others)]

@@ -73,11 +73,12 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
     incoming = replace(incoming, text=text)
     if text.startswith("/"):
         return await run_command(state, text, incoming, ctx)
-    if state.step == Step.SEARCH_QUERY:
-        return await answer_query(state, incoming, ctx)
     picked = pick(text, state.choices)
     if isinstance(picked, Choice):
         return await press(state, picked.data, ctx)
+    # Any other text answers the pending question, even a number ("45" finds K45).
+    if state.step == Step.SEARCH_QUERY:
+        return await answer_query(state, incoming, ctx)
     if isinstance(picked, OutOfRange):
         return state, [_out_of_range(picked, ctx)]
     if state.step == Step.CHOOSE_LANGUAGE:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
 
 from babel.dates import format_date
 from babel.messages.pofile import read_po
 
+import bot
 from handlers.types import Msg, Param
 
 LANGUAGES = ("vi", "en")
+# The bot package's data (pyproject ships it). Found through the package's path, which also
+# works where an editable install maps packages as namespaces (no __file__, and
+# importlib.resources refuses them).
+LOCALES = Path(next(iter(bot.__path__))).resolve() / "locales"
 DATE_FORMATS = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 
 
@@ -31,7 +36,7 @@ def supported_language(language: str | None) -> str | None:
 @cache
 def messages(language: str) -> dict[str, str]:
     """Return the catalog of `language` as key → template, read once from its .po file."""
-    path = files("bot").joinpath("locales", language, "LC_MESSAGES", "messages.po")
+    path = LOCALES / language / "LC_MESSAGES" / "messages.po"
     with path.open("rb") as po_file:
         catalog = read_po(po_file, locale=language)
     return {

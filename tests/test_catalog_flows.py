@@ -353,7 +353,13 @@ async def test_search_without_words_asks_and_takes_the_next_text(
         conversation = await s.get(Conversation, ("test", "u1"))
         assert conversation is not None
         assert (conversation.flow, conversation.step) == ("search", "search_query")
-    # Even words that would press a button or ask a question are the query now.
+    # A question is the query now, not a question; so is a number that is no button's.
+    assert "Không tìm thấy lớp nào (đang học hoặc sắp mở) khớp với «sắp mở»" in await chat.say(
+        "sắp mở"
+    )
+    await chat.say("/search")
+    assert codes_in(await chat.say("45")) == ["TC-K45"]
+    await chat.say("/search")
     text = await chat.say("đảng viên")
     assert codes_in(text) == ["DVM-01"]
     async with sessionmaker() as s:
@@ -534,6 +540,15 @@ async def test_number_with_no_buttons_shown(
 ) -> None:
     text = await Chat(sessionmaker, user_id="new").say("3")
     assert "Hiện không có nút nào để chọn theo số 3." in text
+
+
+async def test_the_buttons_under_the_search_question_still_work(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker)
+    await chat.say("/search")
+    assert chat.data()[0] == "cl:p=1"
+    assert codes_in(await chat.say("1")) == SOONEST_FIRST[:5]
 
 
 async def test_very_long_input_is_refused_and_loses_nothing(

@@ -21,6 +21,9 @@ from db.session import create_engine, create_sessionmaker
 from tests.factories import add_class, add_person, add_unit
 
 REPO = Path(__file__).resolve().parents[1]
+# The installed command, as people run it; `python -m bot.cli` where it is not installed.
+SCRIPT = Path(sys.executable).parent / "trainingbot"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "bot.cli"]
 PHONE = "0912000102"
 
 
@@ -174,7 +177,7 @@ async def test_the_real_command_with_piped_input(tmp_path: Path) -> None:
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAININGBOT_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "--config", str(config), "console", "--as", PHONE,
+        *COMMAND, "--config", str(config), "console", "--as", PHONE,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=REPO, env={**env, "PYTHONIOENCODING": "utf-8"},
     )  # fmt: skip
@@ -187,7 +190,7 @@ async def test_the_real_command_with_piped_input(tmp_path: Path) -> None:
     assert "Mã lớp: TC-K45" in text
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "--config", str(config), "console", "--as", "0999999999",
+        *COMMAND, "--config", str(config), "console", "--as", "0999999999",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, cwd=REPO, env=env,
     )  # fmt: skip
