@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= ../shared/data/demo
-# The demo chats as this roster person (a learner in Yên Thành); `make demo AS=` for a visitor.
-AS ?= 0912000178
+# The demo chats as this roster person (a learner in Yên Thành); `make demo PHONE=` chats as
+# a visitor. (Not AS: make predefines AS as the assembler.)
+PHONE ?= 0912000178
 LANG_UI ?= vi
 
 .PHONY: setup demo test run bench clean
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/trainingbot demo --data $(DEMO_DATA) --lang $(LANG_UI) $(if $(AS),--as $(AS))
+	$(BIN)/trainingbot demo --data $(DEMO_DATA) --lang $(LANG_UI) $(if $(PHONE),--as $(PHONE))
 
 test: $(STAMP)
 	$(BIN)/ruff check .

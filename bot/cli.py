@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
     stderr = stderr or sys.stderr
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         settings = load_settings(args.config)

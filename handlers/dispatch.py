@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bot.config import BotSettings
 from db.repos import Repos
@@ -41,9 +41,17 @@ MAX_TEXT_LENGTH = 300
 Command = Callable[[State, str, Incoming, Context], Awaitable[Outcome]]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The replies to one incoming event and the language to render them in."""
+
+    replies: list[Reply]
+    language: str
+
+
 async def dispatch(
     incoming: Incoming, repos: Repos, *, now: dt.datetime, bot: BotSettings
-) -> list[Reply]:
+) -> Answer:
     """Answer one incoming event, reading and saving the chat's state in the caller's unit of work.
 
     Call it inside one transaction: `async with sessionmaker() as s, s.begin(): …`.
@@ -57,7 +65,7 @@ async def dispatch(
     if buttons_of(replies):
         state = replace(state, choices=choices_of(replies, state.language))
     write_state(conversation, state, now)
-    return replies
+    return Answer(replies, state.language)
 
 
 async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
@@ -188,9 +196,3 @@ async def run_command(state: State, text: str, incoming: Incoming, ctx: Context)
     if handler is None:
         return unknown_command(state, word, ctx)
     return await handler(state, argument.strip(), incoming, ctx)
-
-
-async def chat_language(incoming: Incoming, repos: Repos, bot: BotSettings) -> str:
-    """Return the language to render the replies of `incoming` in (read after dispatch)."""
-    conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
-    return read_state(conversation, dt.datetime.now(dt.UTC), bot.default_language).language

@@ -168,7 +168,8 @@ class Chat:
             button=button,
         )
         async with self.sessionmaker() as session, session.begin():
-            self.last = await dispatch(incoming, Repos(session), now=self.now, bot=self.bot)
+            answer = await dispatch(incoming, Repos(session), now=self.now, bot=self.bot)
+        self.last = answer.replies
         return self.last
 
     async def say(self, text: str, language: str = "vi") -> str:

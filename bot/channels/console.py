@@ -16,7 +16,7 @@ from bot.config import Settings
 from db.phone import normalize_phone
 from db.repos import Repos
 from handlers.choices import render_numbered
-from handlers.dispatch import chat_language, dispatch
+from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
 from handlers.types import Incoming, Msg
 
@@ -91,9 +91,8 @@ async def _say(
     """Dispatch one message in its own unit of work and print the replies."""
     async with sessionmaker() as session, session.begin():
         repos = Repos(session)
-        replies = await dispatch(incoming, repos, now=dt.datetime.now(dt.UTC), bot=settings.bot)
-        language = await chat_language(incoming, repos, settings.bot)
-    for text in render_numbered(replies, language):
+        answer = await dispatch(incoming, repos, now=dt.datetime.now(dt.UTC), bot=settings.bot)
+    for text in render_numbered(answer.replies, answer.language):
         stdout.write(text + "\n\n")
     stdout.flush()
 
