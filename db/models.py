@@ -238,7 +238,7 @@ class TrainingClass(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(500))
-    # Title and code folded to lower-case ASCII (see handlers.text.fold), so a search
+    # Title and code folded to lower-case ASCII (see db.text.fold), so a search
     # without diacritics is one LIKE on both SQLite and PostgreSQL.
     search_text: Mapped[str] = mapped_column(Text, default="")
     program: Mapped[Program] = mapped_column(_enum(Program), index=True)

@@ -39,7 +39,7 @@ from db.models import (
     utcnow,
 )
 from db.phone import normalize_phone
-from handlers.text import fold
+from db.text import fold
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)

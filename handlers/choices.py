@@ -10,8 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from db.text import fold
 from handlers.i18n import t
-from handlers.text import fold
 from handlers.types import Button, Reply
 
 # A label may be "short name · description"; typing the short name alone presses it.

@@ -8,11 +8,11 @@ from enum import StrEnum
 from functools import cache
 
 from db.models import Form, Program
+from db.text import fold
 from handlers.callbacks import ListQuery
 from handlers.choices import match_key
 from handlers.i18n import LANGUAGES, t
 from handlers.labels import form_name, program_name
-from handlers.text import fold
 
 
 class Intent(StrEnum):

@@ -24,9 +24,9 @@ from db.models import (
     UnitKind,
 )
 from db.repos import Repos
+from db.text import fold
 from handlers.choices import buttons_of, render_numbered
 from handlers.dispatch import dispatch
-from handlers.text import fold
 from handlers.types import Incoming, Reply
 
 # 01:00 on 1 Dec 2026 in Vietnam (UTC+7) while it is still 30 Nov in UTC, so a test that

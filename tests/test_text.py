@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.text import fold
+from db.text import fold
 
 
 @pytest.mark.parametrize(
