@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.roster_cli import import_command
 from db import migrate
+from db.roster import REQUIRED_COLUMNS
 from db.session import create_engine, create_sessionmaker
 
 PEOPLE = 30_000
@@ -39,24 +40,13 @@ def write_roster(folder: Path, seed: int = 7) -> tuple[Path, Path]:
     units = folder / "units.csv"
     with units.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["code", "name", "kind", "parent_code"])
+        writer.writerow(REQUIRED_COLUMNS["units"])
         for number in range(UNITS):
             writer.writerow([f"U{number:03d}", f"Đơn vị số {number}", "department", ""])
     people = folder / "people.csv"
     with people.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(
-            [
-                "phone",
-                "full_name",
-                "unit_code",
-                "position",
-                "gender",
-                "birth_year",
-                "theory_level",
-                "roles",
-            ]
-        )
+        writer.writerow(REQUIRED_COLUMNS["people"])
         for number in range(PEOPLE):
             name = f"{rng.choice(SURNAMES)} {rng.choice(MIDDLE)} {rng.choice(GIVEN)}"
             writer.writerow(

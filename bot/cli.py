@@ -50,21 +50,12 @@ async def open_database(
         await engine.dispose()
 
 
-async def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate the database up to the newest (or the given) revision."""
+async def db_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Migrate the database up or down to the given revision."""
+    move = migrate.upgrade if args.db_command == "upgrade" else migrate.downgrade
     async with open_database(settings, migrated=False) as sessionmaker:
         engine = sessionmaker.kw["bind"]
-        await migrate.upgrade(engine, args.revision)
-        current, _head = await migrate.current(engine)
-    print(f"database at revision {current}")
-    return 0
-
-
-async def db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
-    """Migrate the database down to the given revision."""
-    async with open_database(settings, migrated=False) as sessionmaker:
-        engine = sessionmaker.kw["bind"]
-        await migrate.downgrade(engine, args.revision)
+        await move(engine, args.revision)
         current, _head = await migrate.current(engine)
     print(f"database at revision {current or 'base (empty)'}")
     return 0
@@ -182,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="migrate to the newest schema")
     upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.set_defaults(handler=db_upgrade)
+    upgrade.set_defaults(handler=db_migrate)
     downgrade = db_commands.add_parser("downgrade", help="migrate down (base empties it)")
     downgrade.add_argument("revision")
-    downgrade.set_defaults(handler=db_downgrade)
+    downgrade.set_defaults(handler=db_migrate)
     db_commands.add_parser("current", help="show the schema revision").set_defaults(
         handler=db_current
     )

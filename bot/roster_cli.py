@@ -56,7 +56,7 @@ def read_roster_file(kind: Kind, path: Path) -> tuple[Table, list[Row]]:
             f"{table.name}: missing column(s) {', '.join(missing)}; a {kind} file has "
             f"columns {','.join(missing_columns(kind, ()))}"
         )
-    return table, [Row(row.line, row.values) for row in table.rows]
+    return table, list(table.rows)
 
 
 def report_errors(name: str, result: ImportResult, stdout: TextIO) -> None:

@@ -22,6 +22,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils.exceptions import InvalidFileException
 
+from db.roster import Row
+
 SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 # Candidate CSV delimiters: Excel in a Vietnamese (or any comma-decimal) locale saves ";".
 _DELIMITERS = (",", ";", "\t")
@@ -34,20 +36,12 @@ class TableError(ValueError):
 
 
 @dataclass(frozen=True)
-class TableRow:
-    """One data row: its number as the user sees it (header is 1) and its cells by column."""
-
-    line: int
-    values: dict[str, str]
-
-
-@dataclass(frozen=True)
 class Table:
     """A file's header (lower-cased, stripped column names) and its non-empty rows."""
 
     name: str
     columns: tuple[str, ...]
-    rows: tuple[TableRow, ...]
+    rows: tuple[Row, ...]
 
 
 def read_table(path: Path) -> Table:
@@ -137,7 +131,7 @@ def _to_table(name: str, grid: list[list[str]]) -> Table:
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:
         raise TableError(f"{name}: columns named twice in the header: {', '.join(duplicates)}")
-    rows: list[TableRow] = []
+    rows: list[Row] = []
     for number, record in enumerate(grid[1:], start=2):
         cells = [cell.strip() for cell in record]
         if not any(cells):
@@ -149,7 +143,7 @@ def _to_table(name: str, grid: list[list[str]]) -> Table:
                 f"{len(columns)} columns); check the delimiter and quoting"
             )
         padded = cells + [""] * (len(columns) - len(cells))
-        rows.append(TableRow(number, dict(zip(columns, padded, strict=False))))
+        rows.append(Row(number, dict(zip(columns, padded, strict=False))))
     return Table(name, tuple(columns), tuple(rows))
 
 
