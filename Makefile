@@ -29,8 +29,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# Benchmarks print their figures; PostgreSQL is included when TRAININGBOT_BENCH_POSTGRES_URL
+# (or TRAININGBOT_TEST_POSTGRES_URL) names a server.
 bench: $(STAMP)
 	$(BIN)/python -m bench.roster
+	$(BIN)/python -m bench.catalog
 
 run: $(STAMP)
 	$(BIN)/trainingbot run
