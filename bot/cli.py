@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import ConfigError, Settings, load_settings
 from db import migrate
+from db.roster import KINDS
 from db.session import create_engine, create_sessionmaker
 
 log = logging.getLogger("trainingbot")
@@ -71,11 +72,13 @@ async def db_current(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def import_file(settings: Settings, args: argparse.Namespace) -> int:
-    """Import units, people or classes from a CSV or XLSX file."""
+    """Import units, people, classes or class schedules from a CSV or XLSX file."""
     from bot.roster_cli import import_command
 
     async with open_database(settings) as sessionmaker:
-        return await import_command(sessionmaker, args.kind, Path(args.file), sys.stdout)
+        return await import_command(
+            sessionmaker, args.kind, Path(args.file), sys.stdout, zone=settings.bot.zone
+        )
 
 
 async def export_registrations(settings: Settings, args: argparse.Namespace) -> int:
@@ -181,8 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         handler=db_current
     )
 
-    importer = commands.add_parser("import", help="import units, people or classes")
-    importer.add_argument("kind", choices=["units", "people", "classes"])
+    importer = commands.add_parser(
+        "import", help="import units, people, classes or class schedules (sessions)"
+    )
+    importer.add_argument("kind", choices=KINDS)
     importer.add_argument("file", help="a .csv or .xlsx file")
     importer.set_defaults(handler=import_file)
 

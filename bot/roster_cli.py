@@ -1,4 +1,4 @@
-"""Roster commands of the CLI: import units, people or classes; export registrations; seed the demo.
+"""Roster commands of the CLI: import units, people, classes or schedules; export; seed the demo.
 
 Output conventions: an import's report (summary or bad rows) goes to `stdout`; a file or
 argument that cannot be used is one `trainingbot: …` sentence on `stderr` with exit
@@ -30,6 +30,7 @@ from bot.tabular import (
     write_xlsx,
 )
 from db.roster import (
+    DEFAULT_ZONE,
     DEMO_ANCHOR,
     EXPORT_COLUMNS,
     KINDS,
@@ -45,6 +46,8 @@ from db.roster import (
 )
 
 EXPORT_FORMATS = ("csv", "xlsx")
+# The demo roster's files, imported in this order; it has no schedule.
+DEMO_KINDS: tuple[Kind, ...] = ("units", "people", "classes")
 
 
 def read_roster_file(kind: Kind, path: Path) -> tuple[Table, list[Row]]:
@@ -74,11 +77,12 @@ async def import_command(
     stdout: TextIO,
     *,
     stderr: TextIO | None = None,
+    zone: ZoneInfo = DEFAULT_ZONE,
 ) -> int:
     """Import one roster file; return 0 on success, 1 for bad rows, 2 for an unusable file.
 
     All rows are checked before anything is written, in one transaction: a file with
-    any bad row changes nothing.
+    any bad row changes nothing. A schedule's dates and times are local to `zone`.
     """
     stderr = stderr or sys.stderr
     if kind not in KINDS:
@@ -94,7 +98,7 @@ async def import_command(
         print(f"{table.name}: ignoring unknown column(s): {', '.join(ignored)}", file=stdout)
     try:
         async with sessionmaker() as session, session.begin():
-            result = await import_rows(session, kind, rows, today=dt.date.today())
+            result = await import_rows(session, kind, rows, today=dt.date.today(), zone=zone)
     except IntegrityError:
         # Upserts make this rare: a unit deleted by someone else while people referred to it.
         print(
@@ -188,7 +192,7 @@ async def export_command(
 def _demo_rows(data_dir: Path) -> dict[Kind, tuple[str, list[Row]]]:
     """Read the demo's three CSV files, or raise RosterError."""
     files: dict[Kind, tuple[str, list[Row]]] = {}
-    for kind in KINDS:
+    for kind in DEMO_KINDS:
         try:
             table, rows = read_roster_file(kind, data_dir / f"{kind}.csv")
         except TableError as exc:
@@ -216,7 +220,7 @@ async def load_demo(
     results: list[ImportResult] = []
     # One transaction: units first, so people and quotas see them.
     async with sessionmaker() as session, session.begin():
-        for kind in KINDS:
+        for kind in DEMO_KINDS:
             name, rows = files[kind]
             result = await import_rows(session, kind, rows, today=today, shift_days=shift)
             if result.errors:

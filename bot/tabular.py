@@ -111,6 +111,9 @@ def cell_text(value: Any) -> str:
         return value.isoformat(sep=" ", timespec="minutes")
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, dt.time):
+        # A time cell (a schedule's 7:30): to the minute unless it has seconds.
+        return value.isoformat(timespec="minutes" if value.second == 0 else "seconds")
     if isinstance(value, float) and value.is_integer():
         # Whole numbers come back as floats from many spreadsheets: 60.0 means 60.
         return str(int(value))

@@ -1,11 +1,13 @@
-"""Roster import and export: validate rows of units, people and classes, then upsert them.
+"""Roster import and export: validate rows of units, people, classes and schedules; write them.
 
 No file formats here (bot/tabular.py reads those): a row arrives as text cells keyed by
 lower-case column name, with the line number the user sees in the file. Validation is
 pure and reports every problem of every row; writing happens only when no row is bad,
 inside the caller's transaction, with INSERT … ON CONFLICT so that two imports running
 at once on PostgreSQL cannot create duplicates. Nothing is ever deleted: people, units
-and classes missing from a file stay as they are.
+and classes missing from a file stay as they are. The one exception is a schedule: a
+sessions file is the complete schedule of every class it names, so those classes'
+sessions that are not in the file are removed (classes it does not name keep theirs).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +28,7 @@ from sqlalchemy.orm import aliased
 
 from db.models import (
     ClassQuota,
+    ClassSession,
     ClassStatus,
     Form,
     Person,
@@ -43,8 +47,10 @@ from db.text import fold
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
-Kind = Literal["units", "people", "classes"]
-KINDS: tuple[Kind, ...] = ("units", "people", "classes")
+Kind = Literal["units", "people", "classes", "sessions"]
+KINDS: tuple[Kind, ...] = ("units", "people", "classes", "sessions")
+# The default of the [bot] timezone setting: schedule times are read in it unless told.
+DEFAULT_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 # The demo roster's class dates are written for this day; load_demo shifts them to today.
 DEMO_ANCHOR = dt.date(2026, 11, 24)
@@ -75,12 +81,15 @@ REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
         "required_theory_level",
         "unit_quotas",
     ),
+    "sessions": ("class_code", "date", "start_time", "end_time"),
 }
-# Columns a file may leave out; a class keeps its current value (or the default) then.
+# Columns a file may leave out; a class keeps its current value (or the default) then,
+# and a session has no topic and takes place where its class does.
 OPTIONAL_COLUMNS: dict[Kind, tuple[str, ...]] = {
     "units": (),
     "people": (),
     "classes": ("requires_approval", "status"),
+    "sessions": ("topic", "location"),
 }
 
 EXPORT_COLUMNS = (
@@ -101,6 +110,8 @@ _CHUNK = 1000
 _BULK = 1000
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _DAY_FIRST_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
+# 7:30, 07:30, 07:30:00 (an Excel time cell), 07h30, 7h, 7g30 (giờ), any case.
+_TIME = re.compile(r"(\d{1,2})\s*(?::\s*(\d{2})(?::00)?|[hg]\s*(\d{2})?)", re.IGNORECASE)
 _QUOTA = re.compile(r"([^:\s]+)\s*:\s*(\d+)")
 _GENDERS = {
     "male": "male",
@@ -186,8 +197,24 @@ class ClassRecord:
 
 
 @dataclass(frozen=True)
+class SessionRecord:
+    """A valid sessions row; times aware in UTC, location None for the class's own."""
+
+    line: int
+    class_code: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    topic: str
+    location: str | None
+
+
+@dataclass(frozen=True)
 class ImportResult:
-    """What an import did, or the bad rows that stopped it (then nothing was written)."""
+    """What an import did, or the bad rows that stopped it (then nothing was written).
+
+    Only a sessions import removes anything: the stored sessions of the classes in the
+    file that the file no longer lists.
+    """
 
     kind: Kind
     rows: int
@@ -195,13 +222,15 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     errors: tuple[RowError, ...] = ()
+    removed: int = 0
 
     @property
     def summary(self) -> str:
         """Return the one-line summary of a successful import."""
+        removed = f", {self.removed} removed" if self.kind == "sessions" else ""
         return (
             f"{self.kind}: {self.rows} rows — {self.added} added, {self.updated} updated, "
-            f"{self.unchanged} unchanged"
+            f"{self.unchanged} unchanged{removed}"
         )
 
 
@@ -319,6 +348,19 @@ def parse_date(column: str, text: str) -> dt.date:
         raise ValueError(f"{column} {text!r} is not a valid date") from None
 
 
+def parse_time(column: str, text: str) -> dt.time:
+    """Return a time of day written 07:30, 7:30, 07h30, 7h or 7g30."""
+    if not text:
+        raise ValueError(f"{column} is empty")
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{column} {text!r} is not a time (use HH:MM, e.g. 07:30)")
+    hour, minute = int(match.group(1)), int(match.group(2) or match.group(3) or 0)
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{column} {text!r} is not a valid time of day")
+    return dt.time(hour, minute)
+
+
 def _positive_int(column: str, text: str) -> int:
     if not text:
         raise ValueError(f"{column} is empty")
@@ -424,9 +466,14 @@ def _ok(value: T | None) -> T:
 
 def _unknown_unit(column: str, code: str, known: Collection[str]) -> str:
     """Return the message for a unit code that is not in the roster, with a case hint."""
+    return _unknown_code(column, code, known, "unit")
+
+
+def _unknown_code(column: str, code: str, known: Collection[str], noun: str) -> str:
+    """Return the message for a code that is not stored, with a hint if only case differs."""
     near = [k for k in known if k.lower() == code.lower()]
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    return f"{column} {code!r} is not a known unit{hint}"
+    return f"{column} {code!r} is not a known {noun}{hint}"
 
 
 def _duplicate(
@@ -600,6 +647,85 @@ def validate_classes(
             )
         )
     return records, errors
+
+
+def validate_sessions(
+    rows: Sequence[Row],
+    class_dates: Mapping[str, tuple[dt.date, dt.date]],
+    *,
+    zone: ZoneInfo,
+) -> tuple[list[SessionRecord], list[RowError]]:
+    """Check sessions rows against the stored classes (code → first and last day).
+
+    Dates and times are local to `zone`; each session must fall within its class's days,
+    end after it starts, and not overlap another session of its class in the file.
+    """
+    records: list[SessionRecord] = []
+    errors: list[RowError] = []
+    for row in rows:
+        problems: list[str] = []
+        values = row.values
+        code = _cell(problems, values, "class_code", _code)
+        day = _cell(problems, values, "date", parse_date)
+        start = _cell(problems, values, "start_time", parse_time)
+        end = _cell(problems, values, "end_time", parse_time)
+        topic = _cell(problems, values, "topic", _optional_text(500))
+        location = _cell(problems, values, "location", _optional_text(500))
+        dates = class_dates.get(code) if code is not None else None
+        if code is not None and dates is None:
+            problems.append(_unknown_code("class_code", code, class_dates, "class"))
+        if start is not None and end is not None and end <= start:
+            problems.append(f"end_time {end:%H:%M} is not after start_time {start:%H:%M}")
+        if day is not None and dates is not None and not dates[0] <= day <= dates[1]:
+            problems.append(
+                f"date {day} is outside the dates of class {code} ({dates[0]} to {dates[1]})"
+            )
+        errors += _row_errors(row.line, problems)
+        if problems:
+            continue
+        records.append(
+            SessionRecord(
+                line=row.line,
+                class_code=_ok(code),
+                starts_at=dt.datetime.combine(_ok(day), _ok(start), zone).astimezone(dt.UTC),
+                ends_at=dt.datetime.combine(_ok(day), _ok(end), zone).astimezone(dt.UTC),
+                topic=_ok(topic),
+                location=location or None,
+            )
+        )
+    errors += _overlap_errors(records, zone)
+    return records, sorted(errors, key=lambda e: e.line)
+
+
+def _overlap_errors(records: Sequence[SessionRecord], zone: ZoneInfo) -> list[RowError]:
+    """Report each session that overlaps an earlier-listed session of the same class."""
+    by_class: dict[str, list[SessionRecord]] = {}
+    for record in records:
+        by_class.setdefault(record.class_code, []).append(record)
+    errors: list[RowError] = []
+    for code, sessions in by_class.items():
+        sessions.sort(key=lambda r: (r.starts_at, r.line))
+        # The session that ends last among those starting no later than the current one.
+        latest: SessionRecord | None = None
+        for record in sessions:
+            if latest is not None and record.starts_at < latest.ends_at:
+                first, second = sorted((latest, record), key=lambda r: r.line)
+                errors.append(
+                    RowError(
+                        second.line,
+                        f"overlaps the session of class {code} on line {first.line} "
+                        f"({_local_span(first, zone)})",
+                    )
+                )
+            if latest is None or record.ends_at > latest.ends_at:
+                latest = record
+    return errors
+
+
+def _local_span(record: SessionRecord, zone: ZoneInfo) -> str:
+    """Return a session's date and times as the file wrote them: 2027-01-11 07:30–11:30."""
+    starts, ends = record.starts_at.astimezone(zone), record.ends_at.astimezone(zone)
+    return f"{starts:%Y-%m-%d %H:%M}–{ends:%H:%M}"
 
 
 def shift_class_dates(records: Sequence[ClassRecord], days: int) -> list[ClassRecord]:
@@ -882,6 +1008,104 @@ async def _replace_quotas(
     await _upsert(session, ClassQuota, ["class_id", "unit_id"], quotas)
 
 
+async def _class_dates(session: AsyncSession) -> dict[str, tuple[int, dt.date, dt.date]]:
+    """Return every stored class as code → (id, start date, end date)."""
+    result = await session.execute(
+        select(
+            TrainingClass.code, TrainingClass.id, TrainingClass.start_date, TrainingClass.end_date
+        )
+    )
+    return {code: (class_id, start, end) for code, class_id, start, end in result}
+
+
+async def _lock_classes(session: AsyncSession, class_ids: Sequence[int]) -> None:
+    """Lock these classes' rows, in id order, until the transaction ends.
+
+    Two imports of one class's schedule at once on PostgreSQL then run one after the
+    other, the second seeing the first's sessions, instead of both inserting them.
+    SQLite serialises writers anyway (SQLAlchemy leaves FOR UPDATE out there).
+    """
+    for chunk in _chunks(class_ids):
+        await session.execute(
+            select(TrainingClass.id)
+            .where(TrainingClass.id.in_(chunk))
+            .order_by(TrainingClass.id)
+            .with_for_update()
+        )
+
+
+async def import_sessions(
+    session: AsyncSession, rows: Sequence[Row], *, zone: ZoneInfo
+) -> ImportResult:
+    """Validate sessions rows and, when all are good, make them the named classes' schedule.
+
+    A session is matched to a stored one by class and start time: the same end, topic
+    and location leave it unchanged, others update it; stored sessions of these classes
+    that the file does not list are removed.
+    """
+    classes = await _class_dates(session)
+    dates = {code: (start, end) for code, (_id, start, end) in classes.items()}
+    records, errors = validate_sessions(rows, dates, zone=zone)
+    if errors:
+        return ImportResult("sessions", len(rows), errors=tuple(errors))
+    class_ids = sorted({classes[r.class_code][0] for r in records})
+    await _lock_classes(session, class_ids)
+    # (class id, start) → (session id, end, topic, location)
+    stored: dict[tuple[int, dt.datetime], tuple[int, dt.datetime, str, str | None]] = {}
+    extra: list[int] = []
+    for chunk in _chunks(class_ids):
+        found = await session.execute(
+            select(
+                ClassSession.class_id,
+                ClassSession.starts_at,
+                ClassSession.id,
+                ClassSession.ends_at,
+                ClassSession.topic,
+                ClassSession.location,
+            )
+            .where(ClassSession.class_id.in_(chunk))
+            .order_by(ClassSession.id)
+        )
+        for class_id, starts_at, session_id, ends_at, topic, location in found:
+            if (class_id, starts_at) in stored:
+                # Two stored sessions with one start (not made by an import): keep one.
+                extra.append(session_id)
+            else:
+                stored[class_id, starts_at] = (session_id, ends_at, topic, location)
+    added: list[dict[str, Any]] = []
+    updated: list[dict[str, Any]] = []
+    for record in records:
+        class_id = classes[record.class_code][0]
+        values = {
+            "class_id": class_id,
+            "starts_at": record.starts_at,
+            "ends_at": record.ends_at,
+            "topic": record.topic,
+            "location": record.location,
+        }
+        current = stored.pop((class_id, record.starts_at), None)
+        if current is None:
+            added.append(values)
+        elif current[1:] != (record.ends_at, record.topic, record.location):
+            updated.append(values | {"id": current[0]})
+    removed = [current[0] for current in stored.values()] + extra
+    for id_chunk in _chunks(removed):
+        await session.execute(delete(ClassSession).where(ClassSession.id.in_(id_chunk)))
+    if updated:
+        await session.execute(update(ClassSession), updated)
+    if added:
+        await session.execute(insert(ClassSession), added)
+    await _refresh_statistics(session, ClassSession, len(added))
+    return ImportResult(
+        "sessions",
+        len(rows),
+        added=len(added),
+        updated=len(updated),
+        unchanged=len(records) - len(added) - len(updated),
+        removed=len(removed),
+    )
+
+
 async def import_rows(
     session: AsyncSession,
     kind: Kind,
@@ -889,12 +1113,18 @@ async def import_rows(
     *,
     today: dt.date,
     shift_days: int = 0,
+    zone: ZoneInfo = DEFAULT_ZONE,
 ) -> ImportResult:
-    """Import one file's rows of the given kind; write nothing if any row is bad."""
+    """Import one file's rows of the given kind; write nothing if any row is bad.
+
+    `zone` is where a schedule's dates and times are local (the [bot] timezone).
+    """
     if kind == "units":
         return await import_units(session, rows)
     if kind == "people":
         return await import_people(session, rows, today=today)
+    if kind == "sessions":
+        return await import_sessions(session, rows, zone=zone)
     return await import_classes(session, rows, shift_days=shift_days)
 
 

@@ -91,6 +91,22 @@ def test_cell_text_keeps_a_time_of_day() -> None:
     assert cell_text(dt.datetime(2026, 12, 1, 8, 30)) == "2026-12-01 08:30"
 
 
+def test_cell_text_of_a_time_cell() -> None:
+    assert cell_text(dt.time(7, 30)) == "07:30"
+    assert cell_text(dt.time(7, 30, 15)) == "07:30:15"
+
+
+def test_xlsx_time_cells_read_as_times(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(["start_time", "end_time"])
+    sheet.append([dt.time(7, 30), dt.time(11, 0)])
+    sheet["A2"].number_format = "h:mm"
+    workbook.save(path)
+    assert read_table(path).rows[0].values == {"start_time": "07:30", "end_time": "11:00"}
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
