@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from db.models import Form, Person, Program, TrainingClass
+from db.models import ClassSession, Form, Person, Program, TrainingClass
 from db.rules import Reason, age_limit, refusal_reasons
 from handlers.callbacks import (
     Action,
@@ -27,11 +26,15 @@ from handlers.labels import (
     seats_text,
 )
 from handlers.state import Context, State
-from handlers.types import Button, Msg, Reply
+from handlers.types import Button, Msg, Param, Reply
 
 PAGE_SIZE = 5
 MAX_MONTHS = 12
-MAX_SESSIONS = 15
+# A schedule this long is listed whole; a longer one by its size and next few sessions.
+SCHEDULE_IN_FULL = 10
+NEXT_SESSIONS = 5
+# A session's topic and place together, as shown.
+ABOUT_LENGTH = 80
 BUTTON_TITLE_LENGTH = 32
 
 
@@ -59,9 +62,7 @@ def paginate(requested: int, total: int) -> Page:
 
 def class_button(training_class: TrainingClass) -> Button:
     """Return the button that opens a class: its code, then the start of its title."""
-    title = training_class.title
-    if len(title) > BUTTON_TITLE_LENGTH:
-        title = title[: BUTTON_TITLE_LENGTH - 1].rstrip() + "…"
+    title = shorten(training_class.title, BUTTON_TITLE_LENGTH)
     return Button(
         Msg("catalog.class_button", {"code": training_class.code, "title": title}),
         class_data(training_class.id),
@@ -270,26 +271,53 @@ async def _detail(training_class: TrainingClass, state: State, ctx: Context) -> 
 
 
 async def _schedule(training_class: TrainingClass, ctx: Context) -> list[Msg]:
+    """Return the schedule: whole when short, else its size and the next few sessions.
+
+    A long class has 100+ sessions; listing them would bury the detail and overrun a
+    chat message (Telegram: 4096 characters).
+    """
     sessions = await ctx.repos.classes.schedule(training_class.id)
     if not sessions:
         return []
-    lines = [Msg("detail.schedule")]
-    for session in sessions[:MAX_SESSIONS]:
-        starts = session.starts_at.astimezone(ctx.zone)
-        ends = session.ends_at.astimezone(ctx.zone)
-        about = " — ".join(part for part in (session.topic, session.location or "") if part)
-        times: dict[str, str | int | dt.date | Msg | None] = {
-            "date": starts.date(),
-            "start": f"{starts:%H:%M}",
-            "end": f"{ends:%H:%M}",
-        }
-        if about:
-            lines.append(Msg("detail.session_about", {**times, "about": about}))
-        else:
-            lines.append(Msg("detail.session", times))
-    if len(sessions) > MAX_SESSIONS:
-        lines.append(Msg("detail.more_sessions", {"count": len(sessions) - MAX_SESSIONS}))
+    if len(sessions) <= SCHEDULE_IN_FULL:
+        return [Msg("detail.schedule"), *(_session_line(s, ctx) for s in sessions)]
+    span: dict[str, Param] = {
+        "count": len(sessions),
+        "first": sessions[0].starts_at.astimezone(ctx.zone).date(),
+        "last": sessions[-1].starts_at.astimezone(ctx.zone).date(),
+    }
+    lines = [Msg("detail.schedule_summary", span)]
+    upcoming = [s for s in sessions if s.ends_at > ctx.now]
+    if not upcoming:
+        lines.append(Msg("detail.schedule_done"))
+        return lines
+    lines.append(Msg("detail.schedule_next"))
+    lines += [_session_line(s, ctx) for s in upcoming[:NEXT_SESSIONS]]
+    if len(upcoming) > NEXT_SESSIONS:
+        lines.append(Msg("detail.more_sessions", {"count": len(upcoming) - NEXT_SESSIONS}))
     return lines
+
+
+def _session_line(session: ClassSession, ctx: Context) -> Msg:
+    """Return one session as a line: date, local times, topic and place (shortened)."""
+    starts = session.starts_at.astimezone(ctx.zone)
+    ends = session.ends_at.astimezone(ctx.zone)
+    about = " — ".join(part for part in (session.topic, session.location or "") if part)
+    times: dict[str, Param] = {
+        "date": starts.date(),
+        "start": f"{starts:%H:%M}",
+        "end": f"{ends:%H:%M}",
+    }
+    if not about:
+        return Msg("detail.session", times)
+    return Msg("detail.session_about", {**times, "about": shorten(about, ABOUT_LENGTH)})
+
+
+def shorten(text: str, limit: int) -> str:
+    """Return `text` cut to at most `limit` characters, ending in … when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
 
 
 def _requirements(training_class: TrainingClass) -> list[Msg]:

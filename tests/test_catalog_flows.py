@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import (
+    ClassSession,
     ClassStatus,
     Conversation,
     Form,
@@ -625,3 +626,87 @@ async def test_dispatch_records_last_seen_and_rows_stay_consistent(
             await s.scalars(select(ChannelAccount).where(ChannelAccount.external_id == "anna"))
         ).one()
         assert account.last_seen_at == NOW
+
+
+LONG_TOPIC = "Học phần I: Những vấn đề cơ bản của chủ nghĩa Mác - Lênin " * 9  # ~500 characters
+
+
+@pytest.fixture
+async def long_class(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Insert a six-month class with 120 sessions, topic and room as long as allowed."""
+    async with sessionmaker() as s, s.begin():
+        training_class = await add_class(
+            s, "TC-K50", "Trung cấp lý luận chính trị - hành chính K50",
+            program=Program.TRUNG_CAP_LLCT, start=dt.date(2027, 1, 11), days=170,
+            location="Trường Chính trị tỉnh",
+        )  # fmt: skip
+        days = [training_class.start_date + dt.timedelta(days=n) for n in range(170)]
+        weekdays = [day for day in days if day.weekday() < 5][:60]
+        for number, day in enumerate(weekdays):
+            for hour in (0, 6):  # 07:00 and 13:00 in Vietnam
+                starts = dt.datetime.combine(day, dt.time(hour, 30), dt.UTC)
+                s.add(
+                    ClassSession(
+                        class_id=training_class.id,
+                        starts_at=starts,
+                        ends_at=starts + dt.timedelta(hours=3),
+                        topic=f"Buổi {number + 1}: {LONG_TOPIC}"[:500],
+                        location="Phòng 302 " * 50,
+                    )
+                )
+
+
+def schedule_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("• ")]
+
+
+async def test_a_long_schedule_shows_its_size_and_the_next_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession], long_class: None
+) -> None:
+    text = await Chat(sessionmaker).say("/class TC-K50")
+    assert "Lịch học: 120 buổi, từ 11/01/2027 đến 02/04/2027\nCác buổi sắp tới:\n" in text
+    lines = schedule_lines(text)
+    assert len(lines) == 6
+    assert lines[0].startswith("• 11/01/2027, 07:30–10:30: Buổi 1: Học phần I: Những vấn đề")
+    assert lines[1].startswith("• 11/01/2027, 13:30–16:30: Buổi 1: ")
+    assert lines[4].startswith("• 13/01/2027, 07:30–10:30: Buổi 3: ")
+    assert lines[5] == "• … và 115 buổi học khác"
+    # Topic and room are cut short; the whole detail fits in one Telegram message.
+    assert all(len(line) <= 120 for line in lines)
+    assert lines[0].endswith("…")
+    assert len(text) < 4096
+    english = await Chat(sessionmaker).say("/class TC-K50", "en")
+    assert "Schedule: 120 sessions, 11 Jan 2027 to 2 Apr 2027\nNext sessions:\n" in english
+
+
+async def test_a_class_under_way_shows_the_sessions_still_to_come(
+    sessionmaker: async_sessionmaker[AsyncSession], long_class: None
+) -> None:
+    # 12:00 on Wednesday 13 Jan 2027 in Vietnam: the morning session is over.
+    during = Chat(sessionmaker, now=dt.datetime(2027, 1, 13, 5, 0, tzinfo=dt.UTC))
+    lines = schedule_lines(await during.say("/class TC-K50"))
+    assert lines[0].startswith("• 13/01/2027, 13:30–16:30: Buổi 3: ")
+    assert lines[5] == "• … và 110 buổi học khác"
+    # A session in progress still counts as to come.
+    in_class = Chat(sessionmaker, now=dt.datetime(2027, 1, 13, 7, 0, tzinfo=dt.UTC))
+    assert schedule_lines(await in_class.say("/class TC-K50"))[0].startswith("• 13/01/2027, 13:30")
+    after = Chat(sessionmaker, now=dt.datetime(2027, 5, 1, tzinfo=dt.UTC))
+    text = await after.say("/class TC-K50")
+    assert "Lịch học: 120 buổi, từ 11/01/2027 đến 02/04/2027\nCác buổi học đều đã diễn ra." in text
+    assert schedule_lines(text) == []
+
+
+async def test_a_short_schedule_is_shown_whole(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as s, s.begin():
+        training_class = await add_class(s, "KN-09", "Kỹ năng", start=dt.date(2027, 1, 11))
+        for day in range(11, 16):
+            for hour in (0, 6):
+                starts = dt.datetime(2027, 1, day, hour, 30, tzinfo=dt.UTC)
+                await add_session(s, training_class, starts, hours=3)
+    # Even once some sessions are over, a short schedule is listed in full.
+    chat = Chat(sessionmaker, now=dt.datetime(2027, 1, 13, 5, 0, tzinfo=dt.UTC))
+    text = await chat.say("/class KN-09")
+    assert "Lịch học:\n• 11/01/2027, 07:30–10:30\n• 11/01/2027, 13:30–16:30\n" in text
+    assert len(schedule_lines(text)) == 10
