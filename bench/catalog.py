@@ -23,7 +23,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.roster import postgres_database
-from bot.config import BotSettings
 from db import migrate
 from db.models import (
     ChannelAccount,
@@ -41,7 +40,7 @@ from db.repos import Repos
 from db.session import create_engine, create_sessionmaker
 from db.text import fold
 from handlers.dispatch import dispatch
-from handlers.types import Incoming
+from handlers.types import ChatSettings, Incoming
 
 PEOPLE = 30_000
 UNITS = 60
@@ -138,12 +137,14 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         session.add(ChannelAccount(person_id=person_ids[0], channel="bench", external_id="u1"))
 
 
-async def ask(sessionmaker: async_sessionmaker[AsyncSession], text: str, bot: BotSettings) -> float:
+async def ask(
+    sessionmaker: async_sessionmaker[AsyncSession], text: str, settings: ChatSettings
+) -> float:
     """Send one message through dispatch; return the seconds it took."""
     incoming = Incoming(channel="bench", chat_id="u1", user_id="u1", text=text)
     started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
-        await dispatch(incoming, Repos(session), now=NOW, bot=bot)
+        await dispatch(incoming, Repos(session), now=NOW, settings=settings)
     return time.perf_counter() - started
 
 
@@ -154,10 +155,10 @@ async def run_on(label: str, url: str) -> None:
         await migrate.upgrade(engine)
         sessionmaker = create_sessionmaker(engine)
         await seed(sessionmaker)
-        bot = BotSettings()
+        settings = ChatSettings()
         for name, text in QUESTIONS.items():
-            await ask(sessionmaker, "/classes", bot)  # the page "6" turns
-            timings = sorted([await ask(sessionmaker, text, bot) for _ in range(ROUNDS)])
+            await ask(sessionmaker, "/classes", settings)  # the page "6" turns
+            timings = sorted([await ask(sessionmaker, text, settings) for _ in range(ROUNDS)])
             median = statistics.median(timings) * 1000
             p95 = timings[int(len(timings) * 0.95) - 1] * 1000
             print(f"{label:<10} {name:<30} median {median:6.1f} ms   p95 {p95:6.1f} ms")

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from db.phone import normalize_phone
+from handlers.types import ChatSettings
 
 ENV_PREFIX = "TRAININGBOT_"
 CONFIG_ENV = "TRAININGBOT_CONFIG"
@@ -72,6 +73,11 @@ class BotSettings(_Section):
     def zone(self) -> ZoneInfo:
         """Return the configured time zone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def chat(self) -> ChatSettings:
+        """Return what the conversation flows need of these settings."""
+        return ChatSettings(zone=self.zone, default_language=self.default_language)
 
 
 class TelegramSettings(_Section):

@@ -6,7 +6,6 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from bot.config import BotSettings
 from db.repos import Repos
 from handlers.callbacks import (
     Action,
@@ -33,7 +32,7 @@ from handlers.language import ask_language, change_language, choose_language, se
 from handlers.phrases import Intent, intent_of, list_filters
 from handlers.search import answer_query, ask_query, search, show_search_page
 from handlers.state import Context, State, Step, read_state, write_state
-from handlers.types import Incoming, Msg, Reply
+from handlers.types import ChatSettings, Incoming, Msg, Reply
 
 # Longer than any question or class title; anything longer is a paste gone wrong.
 MAX_TEXT_LENGTH = 300
@@ -50,16 +49,16 @@ class Answer:
 
 
 async def dispatch(
-    incoming: Incoming, repos: Repos, *, now: dt.datetime, bot: BotSettings
+    incoming: Incoming, repos: Repos, *, now: dt.datetime, settings: ChatSettings
 ) -> Answer:
     """Answer one incoming event, reading and saving the chat's state in the caller's unit of work.
 
     Call it inside one transaction: `async with sessionmaker() as s, s.begin(): …`.
     """
     conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
-    state = read_state(conversation, now, bot.default_language)
+    state = read_state(conversation, now, settings.default_language)
     person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
-    ctx = Context(repos=repos, person=person, now=now, zone=bot.zone)
+    ctx = Context(repos=repos, person=person, now=now, zone=settings.zone)
     state, replies = await answer(state, incoming, ctx)
     # Replies without buttons (an error, a prompt) leave the last buttons pressable.
     if buttons_of(replies):

@@ -10,14 +10,11 @@ from pathlib import Path
 from babel.dates import format_date
 from babel.messages.pofile import read_po
 
-import bot
 from handlers.types import Msg, Param
 
 LANGUAGES = ("vi", "en")
-# The bot package's data (pyproject ships it). Found through the package's path, which also
-# works where an editable install maps packages as namespaces (no __file__, and
-# importlib.resources refuses them).
-LOCALES = Path(next(iter(bot.__path__))).resolve() / "locales"
+# Shipped as package data (pyproject.toml).
+LOCALES = Path(__file__).resolve().parent / "locales"
 DATE_FORMATS = {"vi": "dd/MM/yyyy", "en": "d MMM yyyy"}
 
 

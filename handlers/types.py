@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Union
+from zoneinfo import ZoneInfo
 
 MAX_CALLBACK_BYTES = 64
+DEFAULT_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 
 # A parameter of a message: plain values, a date (formatted per language at the edge) or
 # another message (translated at the edge, e.g. a program's name).
@@ -57,3 +59,11 @@ class Incoming:
     contact_phone: str | None = None
     contact_user_id: str | None = None
     language_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """What the flows need of the configuration: where the school is and its language."""
+
+    zone: ZoneInfo = DEFAULT_ZONE
+    default_language: str = "vi"

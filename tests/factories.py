@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import BotSettings
 from db.models import (
     ChannelAccount,
     ClassQuota,
@@ -27,7 +26,7 @@ from db.repos import Repos
 from db.text import fold
 from handlers.choices import buttons_of, render_numbered
 from handlers.dispatch import dispatch
-from handlers.types import Incoming, Reply
+from handlers.types import ChatSettings, Incoming, Reply
 
 # 01:00 on 1 Dec 2026 in Vietnam (UTC+7) while it is still 30 Nov in UTC, so a test that
 # used the UTC date instead of the school's would see the wrong "today".
@@ -155,7 +154,7 @@ class Chat:
     user_id: str = "u1"
     channel: str = "test"
     now: dt.datetime = NOW
-    bot: BotSettings = field(default_factory=BotSettings)
+    settings: ChatSettings = field(default_factory=ChatSettings)
     last: list[Reply] = field(default_factory=list)
 
     async def send(self, text: str | None = None, *, button: str | None = None) -> list[Reply]:
@@ -168,7 +167,7 @@ class Chat:
             button=button,
         )
         async with self.sessionmaker() as session, session.begin():
-            answer = await dispatch(incoming, Repos(session), now=self.now, bot=self.bot)
+            answer = await dispatch(incoming, Repos(session), now=self.now, settings=self.settings)
         self.last = answer.replies
         return self.last
 

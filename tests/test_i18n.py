@@ -63,7 +63,7 @@ def test_both_catalogs_have_the_same_keys_and_placeholders() -> None:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_no_empty_or_fuzzy_translation(language: str) -> None:
-    path = REPO / "bot" / "locales" / language / "LC_MESSAGES" / "messages.po"
+    path = REPO / "handlers" / "locales" / language / "LC_MESSAGES" / "messages.po"
     with path.open("rb") as po_file:
         catalog = read_po(po_file, locale=language)
     entries = [message for message in catalog if message.id]

@@ -91,7 +91,9 @@ async def _say(
     """Dispatch one message in its own unit of work and print the replies."""
     async with sessionmaker() as session, session.begin():
         repos = Repos(session)
-        answer = await dispatch(incoming, repos, now=dt.datetime.now(dt.UTC), bot=settings.bot)
+        answer = await dispatch(
+            incoming, repos, now=dt.datetime.now(dt.UTC), settings=settings.bot.chat
+        )
     for text in render_numbered(answer.replies, answer.language):
         stdout.write(text + "\n\n")
     stdout.flush()
