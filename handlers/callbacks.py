@@ -2,25 +2,28 @@
 
 Decoding never raises: a stale or forged string decodes to None and the flow answers
 politely. Examples: `cl:p=2;prog=ky_nang;form=online;m=2026-12;e=1` (a list page),
-`fp:prog=ky_nang` (the program menu over that list), `cd:42` (class 42), `sr:3` (page 3 of
-the last search), `lg:en`, `hp` (help).
+`fp:prog=ky_nang` (the program menu over that list), `cd:42` (class 42), `sr:3:1a2b3c4d` (page 3 of
+the search whose query has that fingerprint), `lg:en`, `hp` (help).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
 from db.catalog import ClassFilter
 from db.models import Form, Program
+from db.text import fold
 
 MAX_PAGE = 9999
 # Ids are 32-bit integers in the database; a bigger one would be a database error.
 MAX_ID = 2**31 - 1
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _NUMBER = re.compile(r"[1-9]\d{0,9}")
+_TAG = re.compile(r"[0-9a-f]{8}")
 
 
 class Action(StrEnum):
@@ -92,6 +95,9 @@ class ShowClass:
 @dataclass(frozen=True)
 class SearchPage:
     page: int
+    # Which search the page belongs to, so a page button under an older search's results
+    # is recognised as stale instead of paging through the newest search.
+    tag: str
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,14 @@ def class_data(class_id: int) -> str:
     return f"cd:{class_id}"
 
 
-def search_page_data(page: int) -> str:
-    """Return the data of a button that shows a page of the last search."""
-    return f"sr:{page}"
+def search_tag(query: str) -> str:
+    """Return a short fingerprint of a search query, for its page buttons."""
+    return f"{zlib.crc32(fold(query).encode()):08x}"
+
+
+def search_page_data(page: int, query: str) -> str:
+    """Return the data of a button that shows a page of the search for `query`."""
+    return f"sr:{page}:{search_tag(query)}"
 
 
 def language_data(language: str) -> str:
@@ -190,8 +201,9 @@ def decode(data: str) -> Callback | None:
         class_id = _number(rest, MAX_ID)
         return ShowClass(class_id) if class_id else None
     if prefix == "sr":
-        page = _number(rest, MAX_PAGE)
-        return SearchPage(page) if page else None
+        page_text, _, tag = rest.partition(":")
+        page = _number(page_text, MAX_PAGE)
+        return SearchPage(page, tag) if page and _TAG.fullmatch(tag) else None
     if prefix == "lg" and rest in ("vi", "en"):
         return SetLanguage(rest)
     return None

@@ -126,8 +126,8 @@ async def press(state: State, data: str, ctx: Context) -> Outcome:
             return await show_menu(state, menu, query, ctx)
         case ShowClass(class_id):
             return await show_class(state, class_id, ctx)
-        case SearchPage(page):
-            return await show_search_page(state, page, ctx)
+        case SearchPage(page, tag):
+            return await show_search_page(state, page, tag, ctx)
         case SetLanguage(language):
             return await set_language(state, language, ctx)
         case Action.HELP:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from handlers.callbacks import Action, ListQuery, list_data, search_page_data
+from handlers.callbacks import Action, ListQuery, list_data, search_page_data, search_tag
 from handlers.catalog import PAGE_SIZE, page_buttons, page_of_classes, paginate
 from handlers.help import Outcome, help_reply, main_menu, stale_button
 from handlers.phrases import search_words
@@ -31,9 +31,9 @@ async def answer_query(state: State, incoming: Incoming, ctx: Context) -> Outcom
     return await search(state, incoming.text or "", ctx, typed_freely=False)
 
 
-async def show_search_page(state: State, page: int, ctx: Context) -> Outcome:
-    """Show another page of the last search."""
-    if not state.last_query:
+async def show_search_page(state: State, page: int, tag: str, ctx: Context) -> Outcome:
+    """Show another page of the last search, if the button belongs to it."""
+    if not state.last_query or search_tag(state.last_query) != tag:
         return stale_button(state, ctx)
     return await _results(state, page, ctx, with_help=False)
 
@@ -50,14 +50,14 @@ async def _results(state: State, requested: int, ctx: Context, *, with_help: boo
             return state, [help_reply(ctx, lines)]
         return state, [Reply(lines=tuple(lines), buttons=main_menu(ctx))]
     classes = await repo.search(ctx.today, words, offset=page.offset, limit=PAGE_SIZE)
-    state = replace(state, last_list=search_page_data(page.number))
+    state = replace(state, last_list=search_page_data(page.number, query))
     notes = [Msg("catalog.past_end")] if page.past_end else []
     title = Msg(
         "search.results",
         {"query": query, "page": page.number, "pages": page.pages, "total": page.total},
     )
     lines, class_rows = await page_of_classes(classes, ctx)
-    pages = {n: search_page_data(n) for n in (page.number - 1, page.number + 1)}
+    pages = {n: search_page_data(n, query) for n in (page.number - 1, page.number + 1)}
     more = (
         Button(Msg("search.again"), Action.ASK_SEARCH.value),
         Button(Msg("menu.upcoming"), list_data(ListQuery())),

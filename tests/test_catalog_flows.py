@@ -21,7 +21,7 @@ from db.models import (
     TrainingClass,
 )
 from db.session import create_engine, create_sessionmaker
-from handlers.callbacks import MAX_ID
+from handlers.callbacks import MAX_ID, search_tag
 from handlers.dispatch import MAX_TEXT_LENGTH
 from tests.factories import (
     NOW,
@@ -389,12 +389,26 @@ async def test_search_pages_past_the_end_and_without_a_search(
     sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
 ) -> None:
     chat = Chat(sessionmaker)
-    assert "Nút này không còn dùng được nữa" in await chat.press("sr:2")
+    boi_duong = search_tag("boi duong")
+    assert "Nút này không còn dùng được nữa" in await chat.press(f"sr:2:{boi_duong}")
     await chat.say("boi duong")
-    assert "sr:2" in chat.data()
-    text = await chat.press("sr:9")
+    assert f"sr:2:{boi_duong}" in chat.data()
+    text = await chat.press(f"sr:9:{boi_duong}")
     assert "đây là trang cuối" in text
     assert "trang 2/2" in text
+
+
+async def test_a_page_button_of_an_older_search_is_stale(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker)
+    await chat.say("boi duong")
+    older_next_page = f"sr:2:{search_tag('boi duong')}"
+    assert older_next_page in chat.data()
+    await chat.say("dang vien")
+    text = await chat.press(older_next_page)
+    assert "Nút này không còn dùng được nữa" in text
+    assert "dang vien" not in text
 
 
 @pytest.mark.parametrize(
@@ -585,7 +599,8 @@ async def test_state_carries_on_after_a_restart(
         assert "Classes matching “đảng viên”" in text
         text = await after.say("1", "en")
         assert "Code: DVM-01" in text
-        assert after.data()[0] == "sr:1"  # Back to the search results
+        # Back to the search results
+        assert after.data()[0] == f"sr:1:{search_tag('đảng viên')}"
     finally:
         await engine.dispose()
 

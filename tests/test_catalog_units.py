@@ -56,7 +56,8 @@ def test_the_longest_button_data_fits_telegram() -> None:
 
 def test_simple_data_decodes() -> None:
     assert decode("cd:42") == ShowClass(42)
-    assert decode("sr:3") == SearchPage(3)
+    assert decode("sr:3:0a1b2c3d") == SearchPage(3, "0a1b2c3d")
+    assert decode("sr:3") is None  # a page button from before searches were fingerprinted
     assert decode("lg:en") == SetLanguage("en")
     assert decode("hp") == Action.HELP
 
