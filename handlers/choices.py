@@ -17,7 +17,8 @@ from handlers.types import Button, Reply
 # A label may be "short name · description"; typing the short name alone presses it.
 LABEL_SEPARATOR = " · "
 _NON_WORD = re.compile(r"[^\w]+")
-_NUMBER = re.compile(r"#?\s*(\d{1,6})\s*[.)]?")
+# One or two digits press a button; longer numbers ("2027", "045") are words to search for.
+_NUMBER = re.compile(r"#?\s*(\d{1,2})\s*[.)]?")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,15 @@ from handlers.types import ChatSettings, Incoming, Msg, Reply
 
 # Longer than any question or class title; anything longer is a paste gone wrong.
 MAX_TEXT_LENGTH = 300
+# Control characters (but tab and newline) and lone surrogates: a terminal's stray bytes
+# or a client's bug. PostgreSQL refuses NUL in text and no encoder takes a lone surrogate.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(text: str | None) -> str | None:
+    """Return `text` without control characters and lone surrogates."""
+    return _UNPRINTABLE.sub("", text) if text else text
+
 
 Command = Callable[[State, str, Incoming, Context], Awaitable[Outcome]]
 
@@ -55,6 +65,9 @@ async def dispatch(
 
     Call it inside one transaction: `async with sessionmaker() as s, s.begin(): …`.
     """
+    if now.tzinfo is None:
+        raise ValueError("dispatch needs an aware `now`")
+    incoming = replace(incoming, text=printable(incoming.text), button=printable(incoming.button))
     conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
     state = read_state(conversation, now, settings.default_language)
     person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
@@ -73,7 +86,7 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
         return await press(state, incoming.button, ctx)
     text = " ".join((incoming.text or "").split())
     if not text:
-        return await show_help(state, incoming, ctx)
+        return await show_help(state, ctx)
     if len(text) > MAX_TEXT_LENGTH:
         too_long = Msg("input.too_long", {"length": len(text), "limit": MAX_TEXT_LENGTH})
         return state, [Reply(lines=(too_long,))]
@@ -110,7 +123,7 @@ async def answer_text(state: State, incoming: Incoming, ctx: Context) -> Outcome
         case Intent.UPCOMING:
             return await show_list(state, ListQuery(), ctx)
         case Intent.HELP:
-            return await show_help(state, incoming, ctx)
+            return await show_help(state, ctx)
         case Intent.GREETING:
             return await start(state, incoming, ctx)
         case None:
@@ -131,7 +144,7 @@ async def press(state: State, data: str, ctx: Context) -> Outcome:
         case SetLanguage(language):
             return await set_language(state, language, ctx)
         case Action.HELP:
-            return await show_help(state, Incoming("", "", ""), ctx)
+            return await show_help(state, ctx)
         case Action.ASK_SEARCH:
             return await ask_query(state, ctx)
         case Action.LANGUAGES:
@@ -144,8 +157,8 @@ async def _start(state: State, _argument: str, incoming: Incoming, ctx: Context)
     return await start(state, incoming, ctx)
 
 
-async def _help(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:
-    return await show_help(state, incoming, ctx)
+async def _help(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_help(state, ctx)
 
 
 async def _cancel(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:

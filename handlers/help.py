@@ -42,7 +42,7 @@ async def start(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
     return replace(state, step=None), [help_reply(ctx, (greeting, Msg("start.intro")))]
 
 
-async def show_help(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
+async def show_help(state: State, ctx: Context) -> Outcome:
     """Explain what the bot can do."""
     return replace(state, step=None), [help_reply(ctx)]
 

@@ -725,3 +725,32 @@ async def test_a_short_schedule_is_shown_whole(
     text = await chat.say("/class KN-09")
     assert "Lịch học:\n• 11/01/2027, 07:30–10:30\n• 11/01/2027, 13:30–16:30\n" in text
     assert len(schedule_lines(text)) == 10
+
+
+async def test_control_characters_and_lone_surrogates_are_dropped(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker)
+    assert "Mã lớp: KN-01" in await chat.say("/class KN\x00-01")
+    assert "Mã lớp: KN-01" in await chat.say("/class KN-01\ud800")
+    assert codes_in(await chat.say("trung\x07 cap\x1b ly luan")) == ["TC-K45"]
+    assert "Nút này không còn dùng được nữa" in await chat.press("cd:\x00")
+
+
+async def test_long_numbers_are_searched_not_pressed(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker)
+    await chat.say("/classes")
+    text = await chat.say("2027")
+    assert "Không tìm thấy lớp nào (đang học hoặc sắp mở) khớp với «2027»." in text
+    await chat.say("/classes")
+    assert "Không có lựa chọn số 45" in await chat.say("45")
+
+
+async def test_dispatch_refuses_a_naive_clock(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker, now=dt.datetime(2026, 11, 25, 9, 0))
+    with pytest.raises(ValueError, match="aware"):
+        await chat.say("/classes")

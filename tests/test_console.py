@@ -8,16 +8,19 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels import console
 from bot.channels.console import run_console
 from bot.config import Settings
 from db import migrate
 from db.models import ChannelAccount, Conversation, Form, Program
 from db.session import create_engine, create_sessionmaker
+from handlers.types import Incoming
 from tests.factories import add_class, add_person, add_unit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,3 +201,44 @@ async def test_the_real_command_with_piped_input(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert "no person with phone 0999999999 in the roster" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+async def test_a_failing_message_is_answered_and_the_chat_goes_on(
+    seeded: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_dispatch = console.dispatch
+
+    async def dispatch_failing_on_boom(incoming: Incoming, *args: Any, **kwargs: Any) -> Any:
+        if incoming.text == "boom":
+            raise RuntimeError("a bug")
+        return await real_dispatch(incoming, *args, **kwargs)
+
+    monkeypatch.setattr(console, "dispatch", dispatch_failing_on_boom)
+    status, out = await _run(seeded, "/lang en\nboom\n/classes\n")
+    assert status == 0
+    assert "Sorry, something went wrong on our side" in out
+    assert "Upcoming classes — page 1 of 1" in out.split("Sorry")[1]
+
+
+async def test_the_real_command_survives_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    database = tmp_path / "console.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        await migrate.upgrade(engine)
+        await _seed(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAININGBOT_")}
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND, "--config", str(config), "console", "--as", PHONE,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        env={**env, "PYTHONIOENCODING": "utf-8", "LANG": "C.UTF-8"},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(b"/class \xff\x00KN-01\n/classes\n"), 60)
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    # The line after the bad bytes is answered too: nothing is lost.
+    assert "Các lớp sắp mở — trang 1/1 (tổng 2 lớp):" in out.decode()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
+import logging
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -19,6 +21,8 @@ from handlers.choices import render_numbered
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
 from handlers.types import Incoming, Msg
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "console"
 VISITOR = "visitor"
@@ -87,16 +91,28 @@ async def _say(
     settings: Settings,
     incoming: Incoming,
     stdout: TextIO,
-) -> None:
-    """Dispatch one message in its own unit of work and print the replies."""
-    async with sessionmaker() as session, session.begin():
-        repos = Repos(session)
-        answer = await dispatch(
-            incoming, repos, now=dt.datetime.now(dt.UTC), settings=settings.bot.chat
-        )
+    language: str,
+) -> str:
+    """Dispatch one message in its own unit of work, print the replies, return the language.
+
+    A failure is logged and answered with an apology in the chat's `language`, and the
+    chat goes on: one bad message must not end the conversation.
+    """
+    try:
+        async with sessionmaker() as session, session.begin():
+            repos = Repos(session)
+            answer = await dispatch(
+                incoming, repos, now=dt.datetime.now(dt.UTC), settings=settings.bot.chat
+            )
+    except Exception:
+        log.exception("message in console chat %s failed", incoming.chat_id)
+        stdout.write(t(Msg("error.internal"), language) + "\n\n")
+        stdout.flush()
+        return language
     for text in render_numbered(answer.replies, answer.language):
         stdout.write(text + "\n\n")
     stdout.flush()
+    return answer.language
 
 
 async def run_console(
@@ -121,14 +137,20 @@ async def run_console(
     interactive = stdin.isatty()
     if interactive:
         stdout.write(t(Msg("console.banner"), chat_language) + "\n\n")
-    await _say(sessionmaker, settings, said("/start"), stdout)
+    if isinstance(stdin, io.TextIOWrapper):
+        # A stray byte that is not UTF-8 (a terminal in another encoding) becomes U+FFFD
+        # instead of ending the chat.
+        stdin.reconfigure(errors="replace")
+    chat_language = await _say(sessionmaker, settings, said("/start"), stdout, chat_language)
     try:
         if interactive:
             stdout.write(PROMPT)
             stdout.flush()
         async for line in _lines(stdin):
             if line.strip():
-                await _say(sessionmaker, settings, said(line.strip()), stdout)
+                chat_language = await _say(
+                    sessionmaker, settings, said(line.strip()), stdout, chat_language
+                )
             if interactive:
                 stdout.write(PROMPT)
                 stdout.flush()
