@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, DatabaseSettings, Settings, load_settings
 from db import migrate
 from db.roster import KINDS
 from db.session import create_engine, create_sessionmaker
@@ -37,7 +38,7 @@ async def open_database(
     settings: Settings, *, migrated: bool = True
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Yield a session factory for the configured database, checking it is migrated."""
-    engine = create_engine(settings.database.url)
+    engine = create_engine(settings.database.url.get_secret_value())
     try:
         try:
             current, head = await migrate.current(engine)
@@ -122,9 +123,12 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(
             f"no demo roster in {data} (expected units.csv, people.csv, classes.csv)"
         )
-    settings = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"url": args.database})}
-    )
+    try:
+        database = DatabaseSettings(url=SecretStr(args.database))
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CommandError(f"--database {message}") from None
+    settings = settings.model_copy(update={"database": database})
     today = dt.datetime.now(settings.bot.zone).date()
     async with open_database(settings, migrated=False) as sessionmaker:
         await migrate.upgrade(sessionmaker.kw["bind"])

@@ -19,6 +19,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError
 
 from db.phone import normalize_phone
 from handlers.types import ChatSettings
@@ -44,13 +46,22 @@ class _Section(BaseModel):
 
 
 class DatabaseSettings(_Section):
-    url: str = "sqlite+aiosqlite:///var/trainingbot.db"
+    # Secret: a PostgreSQL URL may carry a password, so it is masked in any repr.
+    url: SecretStr = SecretStr("sqlite+aiosqlite:///var/trainingbot.db")
 
     @field_validator("url")
     @classmethod
-    def _known_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+    def _known_driver(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            # The value is not echoed: it may hold a password.
+            raise ValueError(
+                "is not a valid URL (expected e.g. postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB)"
+            ) from None
         return value
 
 
@@ -177,7 +188,8 @@ def load_settings(
     data: dict[str, Any] = {}
     if path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            # utf-8-sig: Windows Notepad saves a BOM that TOML does not allow.
+            text = path.read_text(encoding="utf-8-sig")
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None

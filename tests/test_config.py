@@ -29,7 +29,7 @@ def test_example_file_is_the_defaults() -> None:
 
 def test_defaults() -> None:
     settings = Settings()
-    assert settings.database.url == "sqlite+aiosqlite:///var/trainingbot.db"
+    assert settings.database.url.get_secret_value() == "sqlite+aiosqlite:///var/trainingbot.db"
     assert settings.bot.timezone == "Asia/Ho_Chi_Minh"
     assert settings.bot.default_language == "vi"
     assert settings.bot.admins == []
@@ -131,13 +131,28 @@ def test_environment_overrides_file_and_keeps_secrets_hidden(tmp_path: Path) -> 
             "TRAININGBOT_BOT_ADMINS": "0912000100, +84912000101",
         },
     )
-    assert settings.database.url == "postgresql+asyncpg://u:p@localhost/db"
+    assert settings.database.url.get_secret_value() == "postgresql+asyncpg://u:p@localhost/db"
     assert settings.bot.admins == ["0912000100", "0912000101"]
     assert settings.telegram.token is not None
     assert settings.telegram.token.get_secret_value() == "123:secret"
     assert "secret" not in repr(settings)
+    assert "u:p@" not in repr(settings)
 
 
 def test_bad_environment_value_names_the_variable() -> None:
     message = error_of(None, {"TRAININGBOT_BOT_TIMEZONE": "Nowhere/Land"})
     assert message.startswith("TRAININGBOT_BOT_TIMEZONE: [bot] timezone:")
+
+
+def test_malformed_database_url_is_reported_without_its_password() -> None:
+    message = error_of(
+        None, {"TRAININGBOT_DATABASE_URL": "postgresql+asyncpg://u:hunter2@db:notaport/x"}
+    )
+    assert message.startswith("TRAININGBOT_DATABASE_URL: [database] url: is not a valid URL")
+    assert "hunter2" not in message
+
+
+def test_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes('\ufeff[bot]\ndefault_language = "en"\n'.encode())
+    assert load_settings(str(path), {}).bot.default_language == "en"
