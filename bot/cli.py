@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import ConfigError, DatabaseSettings, Settings, load_settings
@@ -233,7 +233,8 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
     except (ConfigError, CommandError) as exc:
         print(f"trainingbot: {exc}", file=stderr)
         return 2
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        # The driver's own words (locked, refused, constraint); never the SQL's parameters.
         print(f"trainingbot: database error: {exc.orig}", file=stderr)
         return 2
     except KeyboardInterrupt:
