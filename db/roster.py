@@ -1022,8 +1022,10 @@ async def _lock_classes(session: AsyncSession, class_ids: Sequence[int]) -> None
     """Lock these classes' rows, in id order, until the transaction ends.
 
     Two imports of one class's schedule at once on PostgreSQL then run one after the
-    other, the second seeing the first's sessions, instead of both inserting them.
-    SQLite serialises writers anyway (SQLAlchemy leaves FOR UPDATE out there).
+    other, the second seeing the first's sessions, instead of both inserting them. On
+    SQLite, where SQLAlchemy leaves FOR UPDATE out, every unit of work already holds the
+    database's write lock from its start (BEGIN IMMEDIATE, see db.session), so the second
+    import begins only when the first has committed.
     """
     for chunk in _chunks(class_ids):
         await session.execute(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -14,25 +15,41 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# How long a SQLite unit of work waits for another one's write lock before failing.
+SQLITE_BUSY_SECONDS = 30
+
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create an async engine; SQLite gets foreign keys, WAL and a busy timeout."""
+    """Create an async engine; SQLite gets foreign keys, WAL, a busy timeout, real transactions.
+
+    On SQLite every unit of work is a transaction that holds the write lock from its
+    start (`BEGIN IMMEDIATE`), as SQLAlchemy's recipe for (aio)sqlite does it. The
+    driver on its own sends BEGIN only before the first INSERT/UPDATE/DELETE, so the
+    reads before it saw other connections' commits and two imports of one schedule
+    could both insert it. The cost is that units of work, reads included, run one at a
+    time; they wait for each other up to SQLITE_BUSY_SECONDS.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
-        from pathlib import Path
-
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # The driver must not send BEGIN itself; _begin_immediate does (aiosqlite's
+        # adapted connection passes this setting on to its sqlite3 connection).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

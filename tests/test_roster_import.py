@@ -592,10 +592,8 @@ async def test_unknown_columns_are_mentioned(
 
 
 async def test_concurrent_imports_do_not_duplicate(
-    sessionmaker: async_sessionmaker[AsyncSession], demo_data: Path, database_url: str
+    sessionmaker: async_sessionmaker[AsyncSession], demo_data: Path
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("SQLite serialises writers; concurrency matters on PostgreSQL")
     _table, units = read_roster_file("units", demo_data / "units.csv")
     _table, people = read_roster_file("people", demo_data / "people.csv")
     async with sessionmaker() as session, session.begin():

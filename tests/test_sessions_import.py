@@ -325,10 +325,7 @@ async def test_concurrent_imports_of_one_schedule_do_not_duplicate(
     sessionmaker: async_sessionmaker[AsyncSession],
     classes: dict[str, int],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
-    if database_url.startswith("sqlite"):
-        pytest.skip("SQLite serialises writers; concurrency matters on PostgreSQL")
     path = write(tmp_path / "sessions.csv", HEADER, *FIRST_SCHEDULE)
     _table, file_rows = read_roster_file("sessions", path)
 
