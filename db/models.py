@@ -286,11 +286,12 @@ class ClassSession(Base):
     """One dated item of a class's schedule."""
 
     __tablename__ = "class_session"
+    # A schedule import matches sessions by class and start; the constraint's index also
+    # serves every lookup of a class's sessions.
+    __table_args__ = (UniqueConstraint("class_id", "starts_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    class_id: Mapped[int] = mapped_column(
-        ForeignKey("training_class.id", ondelete="CASCADE"), index=True
-    )
+    class_id: Mapped[int] = mapped_column(ForeignKey("training_class.id", ondelete="CASCADE"))
     starts_at: Mapped[dt.datetime]
     ends_at: Mapped[dt.datetime]
     topic: Mapped[str] = mapped_column(String(500), default="")

@@ -1052,9 +1052,8 @@ async def import_sessions(
         return ImportResult("sessions", len(rows), errors=tuple(errors))
     class_ids = sorted({classes[r.class_code][0] for r in records})
     await _lock_classes(session, class_ids)
-    # (class id, start) → (session id, end, topic, location)
+    # (class id, start) → (session id, end, topic, location); a class and start are unique.
     stored: dict[tuple[int, dt.datetime], tuple[int, dt.datetime, str, str | None]] = {}
-    extra: list[int] = []
     for chunk in _chunks(class_ids):
         found = await session.execute(
             select(
@@ -1064,16 +1063,10 @@ async def import_sessions(
                 ClassSession.ends_at,
                 ClassSession.topic,
                 ClassSession.location,
-            )
-            .where(ClassSession.class_id.in_(chunk))
-            .order_by(ClassSession.id)
+            ).where(ClassSession.class_id.in_(chunk))
         )
         for class_id, starts_at, session_id, ends_at, topic, location in found:
-            if (class_id, starts_at) in stored:
-                # Two stored sessions with one start (not made by an import): keep one.
-                extra.append(session_id)
-            else:
-                stored[class_id, starts_at] = (session_id, ends_at, topic, location)
+            stored[class_id, starts_at] = (session_id, ends_at, topic, location)
     added: list[dict[str, Any]] = []
     updated: list[dict[str, Any]] = []
     for record in records:
@@ -1090,7 +1083,7 @@ async def import_sessions(
             added.append(values)
         elif current[1:] != (record.ends_at, record.topic, record.location):
             updated.append(values | {"id": current[0]})
-    removed = [current[0] for current in stored.values()] + extra
+    removed = [current[0] for current in stored.values()]
     for id_chunk in _chunks(removed):
         await session.execute(delete(ClassSession).where(ClassSession.id.in_(id_chunk)))
     if updated:

@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.cli import main
 from bot.roster_cli import import_command, read_roster_file
+from db import migrate
 from db.models import ClassSession, TrainingClass
 from db.roster import REQUIRED_COLUMNS, import_rows, parse_time, validate_sessions
 from db.session import create_engine, create_sessionmaker
@@ -338,6 +340,37 @@ async def test_concurrent_imports_of_one_schedule_do_not_duplicate(
     added = await asyncio.gather(one_import(), one_import())
     assert sorted(added) == [0, 4]
     assert len(await schedule(sessionmaker, classes["K1"])) == 4
+
+
+async def test_a_class_has_one_session_per_start(
+    sessionmaker: async_sessionmaker[AsyncSession], classes: dict[str, int]
+) -> None:
+    async with sessionmaker() as session:
+        session.add_all(
+            ClassSession(class_id=classes["K1"], starts_at=utc(11, 1), ends_at=utc(11, end))
+            for end in (3, 5)
+        )
+        with pytest.raises(IntegrityError):
+            await session.flush()
+
+
+async def test_the_migration_keeps_the_first_of_two_sessions_with_one_start(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    await migrate.downgrade(engine, "0001")
+    async with sessionmaker() as session, session.begin():
+        k1 = await add_class(session, "K1", "Lớp một", start=dt.date(2027, 1, 11))
+        session.add_all(
+            ClassSession(class_id=k1.id, starts_at=utc(11, 1), ends_at=utc(11, end), topic=topic)
+            for end, topic in ((3, "first"), (5, "second"), (9, "third"))
+        )
+        await session.flush()
+        await add_session(session, k1, utc(12, 1), topic="other day")
+    await migrate.upgrade(engine)
+    assert await schedule(sessionmaker, k1.id) == [
+        (utc(11, 1), utc(11, 3), "first", None),
+        (utc(12, 1), utc(12, 5), "other day", None),
+    ]
 
 
 # ---------------------------------------------------------------------------- CLI
