@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -62,14 +63,32 @@ class ConversationRepo:
         self.session = session
 
     async def get_or_create(self, channel: str, chat_id: str) -> Conversation:
-        """Return the chat's conversation row, adding an empty one for a new chat."""
-        conversation = await self.session.get(Conversation, (channel, chat_id))
-        if conversation is None:
-            conversation = Conversation(
-                channel=channel, chat_id=chat_id, data={}, choices=[], language=None
-            )
-            self.session.add(conversation)
-        return conversation
+        """Return the chat's conversation row, adding an empty one for a new chat.
+
+        The row is locked until the unit of work ends, so two messages of one chat are
+        answered one after the other, each seeing the state the other saved, even in two
+        processes (SELECT … FOR UPDATE on PostgreSQL; on SQLite every unit of work holds
+        the write lock anyway). Two first messages of a new chat at once both insert the
+        row with ON CONFLICT DO NOTHING: one adds it, the other waits and finds it.
+        """
+        key = (Conversation.channel == channel, Conversation.chat_id == chat_id)
+        locked = (
+            select(Conversation)
+            .where(*key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        conversation = (await self.session.scalars(locked)).first()
+        if conversation is not None:
+            return conversation
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await self.session.execute(
+            insert(Conversation)
+            .values(channel=channel, chat_id=chat_id, language=None, data={}, choices=[])
+            .on_conflict_do_nothing(index_elements=["channel", "chat_id"])
+        )
+        return (await self.session.scalars(locked)).one()
 
 
 class Repos:

@@ -11,8 +11,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db import migrate
-from db.models import Unit, UnitKind
+from db.models import Conversation, Unit, UnitKind
+from db.repos import Repos
 from db.session import create_engine
+from tests.factories import TODAY, Chat, add_class
 
 
 async def _raw_connection(session: AsyncSession) -> Any:
@@ -96,3 +98,85 @@ async def test_a_sqlite_unit_of_work_waits_for_the_one_holding_the_lock(tmp_path
         assert dt.datetime.now(dt.UTC) - start < dt.timedelta(seconds=5)
     finally:
         await engine.dispose()
+
+
+# ------------------------------------------------------------- one chat, many messages
+
+
+async def test_first_messages_of_a_new_chat_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Messages racing to create a chat's conversation row all get answered; one row."""
+    chat = Chat(sessionmaker, user_id="same")
+    texts = await asyncio.gather(*(chat.say("/help") for _ in range(10)))
+    assert len(set(texts)) == 1
+    async with sessionmaker() as session:
+        rows = (await session.scalars(select(Conversation))).all()
+    assert [(row.channel, row.chat_id) for row in rows] == [(chat.channel, "same")]
+
+
+async def test_messages_of_one_chat_run_one_after_another(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """`/lang en` among many `/classes` of the same chat is never undone by one of them.
+
+    A `/classes` that read the chat's state before `/lang en` saved it, and saved its own
+    afterwards, would put the old language back.
+    """
+    async with sessionmaker() as session, session.begin():
+        await add_class(session, "K1", "Kỹ năng lãnh đạo", start=TODAY + dt.timedelta(days=20))
+    # The replies each message gives and the buttons it leaves pressable, from a chat that
+    # sends them one at a time.
+    alone = Chat(sessionmaker, user_id="alone")
+    classes_replies = await alone.send("/classes")
+    lang_replies = await alone.send("/lang en")
+    after_lang = await _buttons(sessionmaker, alone)
+    assert await alone.send("/classes") == classes_replies
+    after_classes = await _buttons(sessionmaker, alone)
+
+    for round_ in range(3):
+        chat = Chat(sessionmaker, user_id=f"chat{round_}")
+        await chat.send("/classes")  # the chat exists, in Vietnamese
+        sends = [chat.send("/classes") for _ in range(8)]
+        sends.insert(round_ * 4, chat.send("/lang en"))
+        answers = await asyncio.gather(*sends)
+        assert answers.count(lang_replies) == 1
+        assert answers.count(classes_replies) == 8
+        async with sessionmaker() as session:
+            row = await session.get(Conversation, (chat.channel, chat.user_id))
+        assert row is not None
+        assert (row.language, row.step) == ("en", None)
+        # The buttons last shown, and their words in the chat's language.
+        assert (row.choices, row.data) in (after_lang, after_classes)
+
+
+async def _buttons(
+    sessionmaker: async_sessionmaker[AsyncSession], chat: Chat
+) -> tuple[list[str], dict[str, Any]]:
+    async with sessionmaker() as session:
+        row = await session.get(Conversation, (chat.channel, chat.user_id))
+    assert row is not None
+    return row.choices, row.data
+
+
+async def test_a_chats_row_is_locked_until_its_unit_of_work_ends(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A second message of a chat reads its state only once the first one has saved it."""
+    async with sessionmaker() as session, session.begin():
+        await Repos(session).conversations.get_or_create("test", "c1")
+
+    async def first() -> None:
+        async with sessionmaker() as session, session.begin():
+            conversation = await Repos(session).conversations.get_or_create("test", "c1")
+            await asyncio.sleep(0.2)  # a slow answer
+            conversation.language = "en"
+
+    async def second() -> str | None:
+        await asyncio.sleep(0.05)
+        async with sessionmaker() as session, session.begin():
+            conversation = await Repos(session).conversations.get_or_create("test", "c1")
+            return conversation.language
+
+    _none, seen = await asyncio.gather(first(), second())
+    assert seen == "en"
