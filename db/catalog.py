@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -148,73 +148,76 @@ class ClassRepo:
         )
         return {class_id: count for class_id, count in (await self.session.execute(stmt)).all()}
 
-    async def unit_chain(self, unit_id: int) -> list[Unit]:
-        """Return the unit and its ancestors, nearest first."""
-        chain: list[Unit] = []
-        seen: set[int] = set()
-        next_id: int | None = unit_id
-        while next_id is not None and next_id not in seen:  # a cycle in bad data ends here
-            unit = await self.session.get(Unit, next_id)
-            if unit is None:
-                break
-            chain.append(unit)
-            seen.add(next_id)
-            next_id = unit.parent_id
-        return chain
-
-    async def subtree_ids(self, unit_id: int) -> set[int]:
-        """Return the unit's id and the ids of all units below it."""
-        found = {unit_id}
-        frontier = {unit_id}
-        while frontier:
-            stmt = select(Unit.id).where(Unit.parent_id.in_(frontier))
-            frontier = set((await self.session.scalars(stmt)).all()) - found
-            found |= frontier
-        return found
-
     async def quota_use(self, unit_id: int, class_ids: Sequence[int]) -> dict[int, QuotaUse]:
         """Return, per class, the quota that binds a person of `unit_id` and its use.
 
-        The binding quota is the one of the unit itself or of its nearest ancestor that has
-        one; its use counts confirmed and pending registrations of everyone in that
-        quota unit and the units below it. Classes without a binding quota are absent.
+        A registration counts against exactly one quota: the one of the nearest unit, from
+        the registrant's own unit upward, that has a quota for that class. The quota that
+        binds a person is found the same way from the person's unit. So a unit's quota is
+        used by its own people and by those of the units below it that reach it without
+        meeting a quota of their own for the class; people of a sub-unit with its own quota
+        use that one instead. Quotas are separate seats, as the import's check that their
+        sum is at most the capacity assumes. Confirmed and pending registrations count
+        (QUOTA_STATUSES). Classes without a binding quota are absent.
         """
         if not class_ids:
             return {}
-        chain = await self.unit_chain(unit_id)
-        nearness = {unit.id: index for index, unit in enumerate(chain)}
-        stmt = select(ClassQuota).where(
-            ClassQuota.class_id.in_(class_ids), ClassQuota.unit_id.in_(nearness)
-        )
-        binding: dict[int, ClassQuota] = {}
-        for quota in (await self.session.scalars(stmt)).all():
-            current = binding.get(quota.class_id)
-            if current is None or nearness[quota.unit_id] < nearness[current.unit_id]:
-                binding[quota.class_id] = quota
-        names = {unit.id: unit.name for unit in chain}
-        uses: dict[int, QuotaUse] = {}
-        for quota_unit_id in {quota.unit_id for quota in binding.values()}:
-            bound = [cid for cid, quota in binding.items() if quota.unit_id == quota_unit_id]
-            used = await self._quota_counts(await self.subtree_ids(quota_unit_id), bound)
-            for class_id in bound:
-                quota = binding[class_id]
-                uses[class_id] = QuotaUse(
-                    unit_id=quota_unit_id,
-                    unit_name=names[quota_unit_id],
-                    seats=quota.seats,
-                    used=used.get(class_id, 0),
-                )
-        return uses
-
-    async def _quota_counts(self, unit_ids: set[int], class_ids: list[int]) -> dict[int, int]:
-        stmt = (
-            select(Registration.class_id, func.count())
-            .join(Person, Person.id == Registration.person_id)
-            .where(
-                Registration.class_id.in_(class_ids),
-                Registration.status.in_(QUOTA_STATUSES),
-                Person.unit_id.in_(unit_ids),
+        seats: dict[int, dict[int, int]] = {}  # class id → quota unit id → seats
+        quotas = await self.session.execute(
+            select(ClassQuota.class_id, ClassQuota.unit_id, ClassQuota.seats).where(
+                ClassQuota.class_id.in_(class_ids)
             )
-            .group_by(Registration.class_id)
         )
-        return {class_id: count for class_id, count in (await self.session.execute(stmt)).all()}
+        for class_id, quota_unit_id, quota_seats in quotas:
+            seats.setdefault(class_id, {})[quota_unit_id] = quota_seats
+        if not seats:
+            return {}
+        # The whole tree at once: a province has a few hundred units.
+        tree = await self.session.execute(select(Unit.id, Unit.parent_id, Unit.name))
+        units = {tree_id: (parent_id, name) for tree_id, parent_id, name in tree}
+        chains: dict[int, list[int]] = {}
+
+        def binding_unit(start: int, class_id: int) -> int | None:
+            """Return the nearest unit from `start` upward with a quota for the class."""
+            if start not in chains:
+                chains[start] = _chain(units, start)
+            return next((u for u in chains[start] if u in seats[class_id]), None)
+
+        binding = {
+            class_id: quota_unit
+            for class_id in seats
+            if (quota_unit := binding_unit(unit_id, class_id)) is not None
+        }
+        used = dict.fromkeys(binding, 0)
+        if binding:
+            groups = await self.session.execute(
+                select(Registration.class_id, Person.unit_id, func.count())
+                .join(Person, Person.id == Registration.person_id)
+                .where(
+                    Registration.class_id.in_(list(binding)),
+                    Registration.status.in_(QUOTA_STATUSES),
+                )
+                .group_by(Registration.class_id, Person.unit_id)
+            )
+            for class_id, person_unit_id, count in groups:
+                if binding_unit(person_unit_id, class_id) == binding[class_id]:
+                    used[class_id] += count
+        return {
+            class_id: QuotaUse(
+                unit_id=quota_unit,
+                unit_name=units[quota_unit][1],
+                seats=seats[class_id][quota_unit],
+                used=used[class_id],
+            )
+            for class_id, quota_unit in binding.items()
+        }
+
+
+def _chain(units: Mapping[int, tuple[int | None, str]], unit_id: int) -> list[int]:
+    """Return the unit's id and its ancestors' ids, nearest first; a cycle in bad data ends it."""
+    chain: list[int] = []
+    next_id: int | None = unit_id
+    while next_id is not None and next_id in units and next_id not in chain:
+        chain.append(next_id)
+        next_id = units[next_id][0]
+    return chain
