@@ -23,6 +23,7 @@ from db.models import (
     Unit,
 )
 from db.rules import QUOTA_STATUSES, QuotaUse
+from db.text import is_code
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,21 @@ class ClassRepo:
         return await self.session.get(TrainingClass, class_id)
 
     async def by_code(self, code: str) -> TrainingClass | None:
-        """Return the class with this code, ignoring case, or None."""
-        stmt = select(TrainingClass).where(func.lower(TrainingClass.code) == code.lower())
-        return (await self.session.scalars(stmt)).first()
+        """Return the class with this code, ignoring case, or None.
+
+        Codes are ASCII (db.text.is_code), which lower() folds alike on SQLite and
+        PostgreSQL; anything else can only be a code stored before that rule, matched
+        exactly. A code stored in two cases gives the one written as asked, if any.
+        """
+        if not is_code(code):
+            stmt = select(TrainingClass).where(TrainingClass.code == code)
+        else:
+            stmt = (
+                select(TrainingClass)
+                .where(func.lower(TrainingClass.code) == code.lower())
+                .order_by((TrainingClass.code == code).desc(), TrainingClass.code)
+            )
+        return (await self.session.scalars(stmt.limit(1))).first()
 
     async def schedule(self, class_id: int) -> list[ClassSession]:
         """Return the class's sessions in time order."""

@@ -43,7 +43,7 @@ from db.models import (
     utcnow,
 )
 from db.phone import normalize_phone
-from db.text import fold
+from db.text import CODE_CHARACTERS, fold, is_code
 
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
@@ -277,6 +277,14 @@ def _code(column: str, text: str) -> str:
     return text
 
 
+def _new_code(column: str, text: str) -> str:
+    """Parse the code a row gives its unit or class (references to one are looser)."""
+    code = _code(column, text)
+    if not is_code(code):
+        raise ValueError(f"{column} {text!r} may contain only {CODE_CHARACTERS}")
+    return code
+
+
 def _optional_code(column: str, text: str) -> str | None:
     return _code(column, text) if text else None
 
@@ -503,7 +511,7 @@ def validate_units(
     seen: dict[str, int] = {}
     for row in rows:
         problems: list[str] = []
-        code = _cell(problems, row.values, "code", _code)
+        code = _cell(problems, row.values, "code", _new_code)
         name = _cell(problems, row.values, "name", _text(255))
         kind = _cell(problems, row.values, "kind", _enum(UnitKind))
         parent = _cell(problems, row.values, "parent_code", _optional_code)
@@ -595,7 +603,7 @@ def validate_classes(
     for row in rows:
         problems: list[str] = []
         values = row.values
-        code = _cell(problems, values, "code", _code)
+        code = _cell(problems, values, "code", _new_code)
         title = _cell(problems, values, "title", _text(500))
         program = _cell(problems, values, "program", _enum(Program))
         form = _cell(problems, values, "form", _enum(Form))

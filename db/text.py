@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+# Unit and class codes: ASCII letters, digits and - _ . / only, so that lower() folds them
+# alike on SQLite (ASCII only) and PostgreSQL, and ':' and ';' stay free to separate them
+# in a classes file's unit_quotas cell.
+_CODE = re.compile(r"[A-Za-z0-9._/-]+")
+CODE_CHARACTERS = "ASCII letters, digits and - _ . /"
 
 # đ/Đ is a letter of its own, not d plus a combining mark, so NFD leaves it alone.
 _LETTERS = str.maketrans({"đ": "d", "Đ": "d"})
@@ -13,3 +20,8 @@ def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text.translate(_LETTERS))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(unicodedata.normalize("NFC", bare).lower().split())
+
+
+def is_code(text: str) -> bool:
+    """Return whether `text` may be a unit or class code (see CODE_CHARACTERS)."""
+    return _CODE.fullmatch(text) is not None

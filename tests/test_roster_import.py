@@ -28,6 +28,7 @@ from db.roster import (
     validate_people,
     validate_units,
 )
+from db.text import CODE_CHARACTERS
 
 TODAY = dt.date(2026, 11, 24)
 UNITS = {"TCT", "YTH", "DCH", "SNV"}
@@ -96,6 +97,16 @@ async def import_file(
         (["X,,commune,"], [(2, "name is empty")]),
         ([",Xã X,commune,"], [(2, "code is empty")]),
         (["X Y,Xã X,commune,"], [(2, "code 'X Y' must not contain spaces")]),
+        (
+            ["ĐT,Xã X,commune,", "A:B,Xã A,commune,", "A;B,Xã B,commune,", "A*,C,commune,"],
+            [
+                (2, f"code 'ĐT' may contain only {CODE_CHARACTERS}"),
+                (3, f"code 'A:B' may contain only {CODE_CHARACTERS}"),
+                (4, f"code 'A;B' may contain only {CODE_CHARACTERS}"),
+                (5, f"code 'A*' may contain only {CODE_CHARACTERS}"),
+            ],
+        ),
+        (["Ab-1_2.3/4,Xã X,commune,"], []),
         (
             ["X,Xã X,commune,", "X,Xã X lần hai,commune,"],
             [(3, "duplicate code 'X' (already on line 2)")],
@@ -208,6 +219,10 @@ def test_people_roles_and_fields() -> None:
     ("line", "expected"),
     [
         ("K1,Lớp,ky_nang,full_time,,2027-01-11,2027-01-15,2027-01-04,20,0,,", None),
+        (
+            "ĐT-01,Lớp,ky_nang,full_time,,2027-01-11,2027-01-15,2027-01-04,20,0,,",
+            f"code 'ĐT-01' may contain only {CODE_CHARACTERS}",
+        ),
         ("K1,,ky_nang,full_time,,2027-01-11,2027-01-15,2027-01-04,20,0,,", "title is empty"),
         (
             "K1,Lớp,hoc_gi,full_time,,2027-01-11,2027-01-15,2027-01-04,20,0,,",
