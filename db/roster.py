@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -455,12 +456,32 @@ def _quotas(column: str, text: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(quotas.items()))
 
 
+def _control_character(column: str, text: str) -> str | None:
+    """Return the problem of a cell holding a control character, or None.
+
+    Every cell is one line of plain text, so none is allowed: not NUL (which PostgreSQL
+    refuses to store), not a tab or line break inside a cell, not DEL or the C1 controls
+    a wrongly decoded file brings in (Unicode category Cc).
+    """
+    for position, character in enumerate(text, start=1):
+        if unicodedata.category(character) == "Cc":
+            return (
+                f"{column} contains a control character (U+{ord(character):04X}) at "
+                f"character {position}; retype the cell as one line of plain text"
+            )
+    return None
+
+
 def _cell(
     problems: list[str], values: Mapping[str, str], column: str, parse: Callable[[str, str], T]
 ) -> T | None:
     """Parse one cell, recording its problem and returning None when it is bad."""
+    text = values.get(column, "").strip()
+    if (problem := _control_character(column, text)) is not None:
+        problems.append(problem)
+        return None
     try:
-        return parse(column, values.get(column, "").strip())
+        return parse(column, text)
     except ValueError as exc:
         problems.append(str(exc))
         return None

@@ -22,6 +22,9 @@ SQLITE_BUSY_SECONDS = 30
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an async engine; SQLite gets foreign keys, WAL, a busy timeout, real transactions.
 
+    No dialect prints bound values in its errors (`hide_parameters`): a failed statement
+    must not put a roster batch's names and phone numbers into a traceback or a log.
+
     On SQLite every unit of work is a transaction that holds the write lock from its
     start (`BEGIN IMMEDIATE`), as SQLAlchemy's recipe for (aio)sqlite does it. The
     driver on its own sends BEGIN only before the first INSERT/UPDATE/DELETE, so the
@@ -29,6 +32,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     could both insert it. The cost is that units of work, reads included, run one at a
     time; they wait for each other up to SQLITE_BUSY_SECONDS.
     """
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, **kwargs)

@@ -395,6 +395,58 @@ async def test_one_bad_row_imports_nothing(
     assert await count(sessionmaker, Person) == 0
 
 
+def test_control_characters_in_cells_are_bad_rows() -> None:
+    header = PEOPLE_HEADER
+    people = rows(
+        header,
+        "0912000100,Nguyễn\x00Văn A,YTH,,,,,",
+        '0912000101,"Trần\tB",YTH,"Phó\nphòng",,,,',
+        "0912000102,Lê\x85C,YTH\x07,,,,,",
+        "0912000103,Lê D,YTH,,,,,",
+    )
+    records, errors = validate_people(people, UNITS, today=TODAY)
+    assert [r.phone for r in records] == ["0912000103"]
+    hint = "retype the cell as one line of plain text"
+    assert messages(errors) == [
+        (2, f"full_name contains a control character (U+0000) at character 7; {hint}"),
+        (3, f"full_name contains a control character (U+0009) at character 5; {hint}"),
+        (3, f"position contains a control character (U+000A) at character 4; {hint}"),
+        (4, f"full_name contains a control character (U+0085) at character 3; {hint}"),
+        (4, f"unit_code contains a control character (U+0007) at character 4; {hint}"),
+    ]
+    _records, errors = validate_classes(
+        rows(CLASSES_HEADER, GOOD_CLASS.replace("Lớp một", "Lớp\x00một")), UNITS
+    )
+    assert messages(errors) == [
+        (2, f"title contains a control character (U+0000) at character 4; {hint}")
+    ]
+
+
+async def test_a_nul_in_a_name_is_a_bad_row_on_every_database(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """PostgreSQL cannot store NUL: it used to fail the batch with every row in the error."""
+    await import_file(
+        sessionmaker,
+        "units",
+        write(tmp_path / "units.csv", UNITS_HEADER, "YTH,Yên Thành,district,"),
+    )
+    path = write(
+        tmp_path / "people.csv",
+        PEOPLE_HEADER,
+        "0912000100,Đặng Xuân Nam,YTH,,,,,",
+        "0912000101,Lê\x00Khoa,YTH,,,,,",
+    )
+    status, out, err = await import_file(sessionmaker, "people", path)
+    assert (status, err) == (1, "")
+    assert out.splitlines() == [
+        "people.csv line 3: full_name contains a control character (U+0000) at character 3; "
+        "retype the cell as one line of plain text",
+        "nothing imported: 1 bad row",
+    ]
+    assert await count(sessionmaker, Person) == 0
+
+
 async def test_reimport_counts_updates_and_replaces_quotas(
     sessionmaker: async_sessionmaker[AsyncSession], demo_data: Path, tmp_path: Path
 ) -> None:
