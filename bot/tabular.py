@@ -29,6 +29,8 @@ SUPPORTED_SUFFIXES = (".csv", ".xlsx")
 _DELIMITERS = (",", ";", "\t")
 
 Cell = str | int | float | bool | dt.date | dt.datetime | None
+# First characters that make Excel read a CSV cell as a formula (OWASP's CSV injection list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class TableError(ValueError):
@@ -151,13 +153,20 @@ def _to_table(name: str, grid: list[list[str]]) -> Table:
 
 
 def _csv_cell(value: Cell) -> str:
-    """Return a value as CSV text; times to the minute, as staff read them."""
+    """Return a value as CSV text; times to the minute, as staff read them.
+
+    Text that Excel would take for a formula (it starts with = + - @, or a tab or carriage
+    return before one) gets a leading ' so that it shows as typed and never runs: a
+    roster name like "=HYPERLINK(…)" must stay a name, as in the XLSX export.
+    """
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return str(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 from pathlib import Path
@@ -143,6 +144,25 @@ def test_write_csv_file_has_bom_for_excel(tmp_path: Path) -> None:
     path = tmp_path / "out.csv"
     write_csv_file(path, ["name"], [["Đặng Xuân Nam"]])
     assert path.read_bytes() == "\ufeffname\r\nĐặng Xuân Nam\r\n".encode()
+
+
+FORMULAS = ["=1+1", "+84912000100", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+
+
+def test_write_csv_neutralises_formulas_in_text() -> None:
+    stream = io.StringIO()
+    texts = [text for text in FORMULAS if "\r" not in text]  # "\n" lines leave \r unquoted
+    write_csv(stream, ["text", "number"], [[text, -5] for text in [*texts, "Lê = Lý"]])
+    rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
+    assert rows[1:] == [[f"'{text}", "-5"] for text in texts] + [["Lê = Lý", "-5"]]
+
+
+def test_write_csv_file_neutralises_formulas_in_text(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    write_csv_file(path, ["name"], [[text] for text in FORMULAS])
+    with path.open(encoding="utf-8-sig", newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[1:] == [[f"'{text}"] for text in FORMULAS]
 
 
 def test_write_xlsx_keeps_types_and_never_writes_formulas(tmp_path: Path) -> None:
