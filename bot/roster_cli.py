@@ -78,11 +78,13 @@ async def import_command(
     *,
     stderr: TextIO | None = None,
     zone: ZoneInfo = DEFAULT_ZONE,
+    now: dt.datetime | None = None,
 ) -> int:
     """Import one roster file; return 0 on success, 1 for bad rows, 2 for an unusable file.
 
     All rows are checked before anything is written, in one transaction: a file with
-    any bad row changes nothing. A schedule's dates and times are local to `zone`.
+    any bad row changes nothing. A schedule's dates and times are local to `zone`, and
+    so is today (`now`, the current time unless given) for the birth-year check.
     """
     stderr = stderr or sys.stderr
     if kind not in KINDS:
@@ -93,12 +95,13 @@ async def import_command(
     except TableError as exc:
         print(f"trainingbot: {exc}", file=stderr)
         return 2
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(zone).date()
     ignored = unknown_columns(kind, table.columns)
     if ignored:
         print(f"{table.name}: ignoring unknown column(s): {', '.join(ignored)}", file=stdout)
     try:
         async with sessionmaker() as session, session.begin():
-            result = await import_rows(session, kind, rows, today=dt.date.today(), zone=zone)
+            result = await import_rows(session, kind, rows, today=today, zone=zone)
     except IntegrityError:
         # Upserts make this rare: a unit deleted by someone else while people referred to it.
         print(

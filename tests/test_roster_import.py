@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import shutil
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -656,6 +657,32 @@ async def test_unknown_columns_are_mentioned(
     status, out, _err = await import_file(sessionmaker, "units", path)
     assert status == 0
     assert out.splitlines()[0] == "units.csv: ignoring unknown column(s): note"
+
+
+async def test_today_for_the_birth_year_check_is_the_configured_zones(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """At 03:00 on 1 January 2027 in Vietnam it is still 2026 in UTC (and maybe on the host).
+
+    Someone born in 2011 is 16 in 2027, old enough; in 2026 they would be 15.
+    """
+    await import_file(
+        sessionmaker,
+        "units",
+        write(tmp_path / "units.csv", UNITS_HEADER, "YTH,Yên Thành,district,"),
+    )
+    path = write(tmp_path / "people.csv", PEOPLE_HEADER, "0912000100,Lê Khoa,YTH,,,2011,,")
+    now = dt.datetime(2026, 12, 31, 20, 0, tzinfo=dt.UTC)
+    for zone, expected in [
+        (
+            ZoneInfo("UTC"),
+            "people.csv line 2: birth_year 2011 is implausible (age must be 16 to 100)",
+        ),
+        (ZoneInfo("Asia/Ho_Chi_Minh"), "people: 1 rows — 1 added, 0 updated, 0 unchanged"),
+    ]:
+        out = io.StringIO()
+        await import_command(sessionmaker, "people", path, out, zone=zone, now=now)
+        assert out.getvalue().splitlines()[0] == expected
 
 
 async def test_concurrent_imports_do_not_duplicate(
