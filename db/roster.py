@@ -109,6 +109,8 @@ _MIN_AGE, _MAX_AGE = 16, 100
 _CHUNK = 1000
 # Rows written at once past which planner statistics are refreshed.
 _BULK = 1000
+# PostgreSQL advisory lock that makes imports run one at a time ("trainingbot import").
+_IMPORT_LOCK_KEY = int.from_bytes(b"tb-import", "big") % 2**63
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 _DAY_FIRST_DATE = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})")
 # 7:30, 07:30, 07:30:00 (an Excel time cell), 07h30, 7h, 7g30 (giờ), any case.
@@ -1130,6 +1132,22 @@ async def import_sessions(
     )
 
 
+async def _lock_imports(session: AsyncSession) -> None:
+    """Wait until no other import runs, and hold that until the transaction ends.
+
+    Each import decides what it adds and what it updates from a read before it writes;
+    two running at once (upserts keep them from duplicating rows) would both report the
+    same rows as added. Imports are rare, so one lock for every kind on PostgreSQL (an
+    advisory lock held to the end of the transaction; taking it again in the same one,
+    as the demo does, is fine). On SQLite each unit of work already has the database's
+    write lock from its start (db.session).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": _IMPORT_LOCK_KEY}
+        )
+
+
 async def import_rows(
     session: AsyncSession,
     kind: Kind,
@@ -1142,7 +1160,9 @@ async def import_rows(
     """Import one file's rows of the given kind; write nothing if any row is bad.
 
     `zone` is where a schedule's dates and times are local (the [bot] timezone).
+    Imports run one at a time (see _lock_imports), so the counts they report are exact.
     """
+    await _lock_imports(session)
     if kind == "units":
         return await import_units(session, rows)
     if kind == "people":
