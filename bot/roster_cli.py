@@ -114,6 +114,8 @@ async def import_command(
         report_errors(table.name, result, stdout)
         return 1
     print(result.summary, file=stdout)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=stdout)
     return 0
 
 

@@ -226,6 +226,8 @@ class ImportResult:
     unchanged: int = 0
     errors: tuple[RowError, ...] = ()
     removed: int = 0
+    # Things done that need a person's attention, one line each (the import still happened).
+    warnings: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -984,11 +986,18 @@ async def _stored_classes(session: AsyncSession, codes: Sequence[str]) -> dict[s
 
 
 async def import_classes(
-    session: AsyncSession, rows: Sequence[Row], *, shift_days: int = 0
+    session: AsyncSession,
+    rows: Sequence[Row],
+    *,
+    shift_days: int = 0,
+    zone: ZoneInfo = DEFAULT_ZONE,
 ) -> ImportResult:
     """Validate classes rows and, when all are good, add or update them and their quotas.
 
-    `shift_days` moves every date (the demo uses it to keep its classes upcoming).
+    `shift_days` moves every date (the demo uses it to keep its classes upcoming). A
+    class whose new dates leave some of its stored sessions (dated in `zone`) outside
+    them gets a warning: its schedule should be imported again. That is no error, as a
+    schedule import checks sessions against the stored class dates.
     """
     ids = await unit_ids(session)
     records, errors = validate_classes(rows, ids)
@@ -1011,10 +1020,53 @@ async def import_classes(
         [values | {"created_at": now, "updated_at": now} for _record, values in changed],
     )
     await _replace_quotas(session, [record for record, _values in changed], ids)
+    moved = [
+        record
+        for record, _values in changed
+        if (current := stored.get(record.code)) is not None
+        and (current["start_date"], current["end_date"]) != (record.start_date, record.end_date)
+    ]
+    warnings = await _sessions_outside(session, moved, stored, zone)
     added = sum(1 for record, _values in changed if record.code not in stored)
     return ImportResult(
-        "classes", len(rows), added, len(changed) - added, len(records) - len(changed)
+        "classes",
+        len(rows),
+        added,
+        len(changed) - added,
+        len(records) - len(changed),
+        warnings=tuple(warnings),
     )
+
+
+async def _sessions_outside(
+    session: AsyncSession,
+    records: Sequence[ClassRecord],
+    stored: Mapping[str, Mapping[str, Any]],
+    zone: ZoneInfo,
+) -> list[str]:
+    """Return a warning for each class with stored sessions outside its new dates."""
+    by_id = {stored[r.code]["id"]: r for r in records}
+    outside: dict[int, int] = {}
+    for chunk in _chunks(list(by_id)):
+        result = await session.execute(
+            select(ClassSession.class_id, ClassSession.starts_at).where(
+                ClassSession.class_id.in_(chunk)
+            )
+        )
+        for class_id, starts_at in result:
+            record = by_id[class_id]
+            if not record.start_date <= starts_at.astimezone(zone).date() <= record.end_date:
+                outside[class_id] = outside.get(class_id, 0) + 1
+    warnings = []
+    for class_id, record in by_id.items():
+        if count := outside.get(class_id, 0):
+            sessions = (
+                "1 scheduled session falls" if count == 1 else f"{count} scheduled sessions fall"
+            )
+            warnings.append(
+                f"{record.code}: {sessions} outside the new dates; import its schedule again"
+            )
+    return warnings
 
 
 async def _replace_quotas(
@@ -1169,7 +1221,7 @@ async def import_rows(
         return await import_people(session, rows, today=today)
     if kind == "sessions":
         return await import_sessions(session, rows, zone=zone)
-    return await import_classes(session, rows, shift_days=shift_days)
+    return await import_classes(session, rows, shift_days=shift_days, zone=zone)
 
 
 # -------------------------------------------------------------------------- export

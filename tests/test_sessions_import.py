@@ -342,6 +342,56 @@ async def test_concurrent_imports_of_one_schedule_do_not_duplicate(
     assert len(await schedule(sessionmaker, classes["K1"])) == 4
 
 
+async def test_moving_a_classs_dates_warns_about_sessions_left_outside(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+
+    async def run(kind: str, path: Path) -> list[str]:
+        out.seek(0)
+        out.truncate()
+        assert await import_command(sessionmaker, kind, path, out, stderr=err, zone=ZONE) == 0
+        return out.getvalue().splitlines()
+
+    def classes(k1: str, k2: str, k3: str) -> Path:
+        line = "{},Lớp,ky_nang,full_time,,{},2027-01-04,20,0,,"
+        return write(
+            tmp_path / "classes.csv",
+            CLASSES_HEADER,
+            line.format("K1", k1),
+            line.format("K2", k2),
+            line.format("K3", k3),
+        )
+
+    await run("units", write(tmp_path / "units.csv", UNITS_HEADER, "TCT,Trường,school,"))
+    first = "2027-01-11,2027-01-15"
+    await run("classes", classes(first, first, first))
+    await run(
+        "sessions",
+        write(
+            tmp_path / "sessions.csv",
+            HEADER,
+            "K1,2027-01-11,07:30,11:30,,",
+            "K1,2027-01-12,06:00,11:30,,",  # 11 Jan 23:00 UTC: the 12th where it is held
+            "K1,2027-01-14,07:30,11:30,,",
+            "K1,2027-01-15,07:30,11:30,,",
+            "K2,2027-01-11,07:30,11:30,,",
+        ),
+    )
+    # K1 loses its first and last days, K2 its first, K3 (no sessions) moves a week.
+    assert await run(
+        "classes", classes("2027-01-12,2027-01-14", first, "2027-01-18,2027-01-22")
+    ) == [
+        "classes: 3 rows — 0 added, 2 updated, 1 unchanged",
+        "warning: K1: 2 scheduled sessions fall outside the new dates; import its schedule again",
+    ]
+    assert await run("classes", classes(first, "2027-01-12,2027-01-15", first)) == [
+        "classes: 3 rows — 0 added, 3 updated, 0 unchanged",
+        "warning: K2: 1 scheduled session falls outside the new dates; import its schedule again",
+    ]
+    assert err.getvalue() == ""
+
+
 async def test_a_class_has_one_session_per_start(
     sessionmaker: async_sessionmaker[AsyncSession], classes: dict[str, int]
 ) -> None:
