@@ -97,24 +97,30 @@ async def export_registrations(settings: Settings, args: argparse.Namespace) -> 
         )
 
 
-async def console(settings: Settings, args: argparse.Namespace) -> int:
-    """Chat with the bot in the terminal."""
+async def _chat(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, args: argparse.Namespace
+) -> int:
+    """Chat in the terminal as `--as` in `--lang`."""
     from bot.channels.console import run_console
 
+    return await run_console(
+        sessionmaker,
+        settings,
+        as_phone=args.as_phone,
+        language=args.lang,
+        stdin=sys.stdin,
+        stdout=sys.stdout,
+    )
+
+
+async def console(settings: Settings, args: argparse.Namespace) -> int:
+    """Chat with the bot in the terminal."""
     async with open_database(settings) as sessionmaker:
-        return await run_console(
-            sessionmaker,
-            settings,
-            as_phone=args.as_phone,
-            language=args.lang,
-            stdin=sys.stdin,
-            stdout=sys.stdout,
-        )
+        return await _chat(sessionmaker, settings, args)
 
 
 async def demo(settings: Settings, args: argparse.Namespace) -> int:
     """Set up the demo database with the demo roster, dates shifted to today, and chat."""
-    from bot.channels.console import run_console
     from bot.roster_cli import load_demo
     from db.roster import RosterError
 
@@ -139,14 +145,7 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
         print(summary)
         if args.no_console:
             return 0
-        return await run_console(
-            sessionmaker,
-            settings,
-            as_phone=args.as_phone,
-            language=args.lang,
-            stdin=sys.stdin,
-            stdout=sys.stdout,
-        )
+        return await _chat(sessionmaker, settings, args)
 
 
 async def run(settings: Settings, _args: argparse.Namespace) -> int:

@@ -168,7 +168,9 @@ async def test_end_of_input_right_away(seeded: async_sessionmaker[AsyncSession])
     assert out.startswith("Kính chào đồng chí Trần Thu Trang")
 
 
-async def test_the_real_command_with_piped_input(tmp_path: Path) -> None:
+@pytest.fixture
+async def config_file(tmp_path: Path) -> Path:
+    """Return a config naming a migrated, seeded SQLite database, for the real command."""
     database = tmp_path / "console.db"
     engine = create_engine(f"sqlite+aiosqlite:///{database}")
     try:
@@ -178,6 +180,11 @@ async def test_the_real_command_with_piped_input(tmp_path: Path) -> None:
         await engine.dispose()
     config = tmp_path / "config.toml"
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+    return config
+
+
+async def test_the_real_command_with_piped_input(config_file: Path) -> None:
+    config = config_file
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAININGBOT_")}
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "--config", str(config), "console", "--as", PHONE,
@@ -220,16 +227,8 @@ async def test_a_failing_message_is_answered_and_the_chat_goes_on(
     assert "Upcoming classes — page 1 of 1" in out.split("Sorry")[1]
 
 
-async def test_the_real_command_survives_bytes_that_are_not_utf8(tmp_path: Path) -> None:
-    database = tmp_path / "console.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
-    try:
-        await migrate.upgrade(engine)
-        await _seed(create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
-    config = tmp_path / "config.toml"
-    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{database}"\n', encoding="utf-8")
+async def test_the_real_command_survives_bytes_that_are_not_utf8(config_file: Path) -> None:
+    config = config_file
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAININGBOT_")}
     process = await asyncio.create_subprocess_exec(
         *COMMAND, "--config", str(config), "console", "--as", PHONE,
