@@ -366,8 +366,8 @@ class Conversation(Base):
     flow: Mapped[str | None] = mapped_column(String(32))
     step: Mapped[str | None] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Callback data of the buttons last shown, so "2" typed in a chat without buttons
-    # presses the second one.
-    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The buttons last shown, as {"data": callback data, "words": [folded labels]}, so "2"
+    # or a button's words typed in a chat without buttons press it.
+    choices: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     expires_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -76,12 +76,10 @@ def read_state(conversation: Conversation, now: dt.datetime, default_language: s
     if conversation.step is not None and conversation.step in Step.__members__.values():
         step = None if expired else Step(conversation.step)
     stored = conversation.choices if isinstance(conversation.choices, list) else []
-    words = data.get("choice_words")
-    words = words if isinstance(words, list) and len(words) == len(stored) else [[]] * len(stored)
     choices = tuple(
-        Choice(str(choice), tuple(str(word) for word in choice_words))
-        for choice, choice_words in zip(stored, words, strict=True)
-        if isinstance(choice_words, list)
+        Choice(str(choice["data"]), tuple(str(word) for word in choice.get("words", [])))
+        for choice in stored
+        if isinstance(choice, dict) and "data" in choice
     )
     language = (
         supported_language(conversation.language) or supported_language(default_language) or "vi"
@@ -101,8 +99,10 @@ def write_state(conversation: Conversation, state: State, now: dt.datetime) -> N
     conversation.step = state.step.value if state.step else None
     conversation.flow = FLOW_OF_STEP[state.step].value if state.step else None
     conversation.expires_at = now + STEP_LIFETIME if state.step else None
-    conversation.choices = [choice.data for choice in state.choices]
-    data: dict[str, Any] = {"choice_words": [list(choice.words) for choice in state.choices]}
+    conversation.choices = [
+        {"data": choice.data, "words": list(choice.words)} for choice in state.choices
+    ]
+    data: dict[str, Any] = {}
     if state.last_list:
         data["last_list"] = state.last_list
     if state.last_query:
