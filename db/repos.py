@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from db.catalog import ClassRepo
 from db.models import ChannelAccount, Conversation, Person
+from db.session import upsert_insert
 
 
 class PeopleRepo:
@@ -81,10 +81,8 @@ class ConversationRepo:
         conversation = (await self.session.scalars(locked)).first()
         if conversation is not None:
             return conversation
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         await self.session.execute(
-            insert(Conversation)
+            upsert_insert(self.session, Conversation)
             .values(channel=channel, chat_id=chat_id, language=None, data={}, choices=[])
             .on_conflict_do_nothing(index_elements=["channel", "chat_id"])
         )

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy import text as sql_text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -44,6 +43,7 @@ from db.models import (
     utcnow,
 )
 from db.phone import normalize_phone
+from db.session import upsert_insert
 from db.text import CODE_CHARACTERS, fold, is_code
 
 T = TypeVar("T")
@@ -794,18 +794,11 @@ async def _upsert(
     if not rows:
         return
     columns = [c for c in rows[0] if c not in (*key, "created_at")]
-    if session.get_bind().dialect.name == "postgresql":
-        pg = postgresql.insert(model)
-        pg_stmt = pg.on_conflict_do_update(
-            index_elements=key, set_={c: pg.excluded[c] for c in columns}
-        )
-        await session.execute(pg_stmt, rows)
-    else:
-        lite = sqlite.insert(model)
-        lite_stmt = lite.on_conflict_do_update(
-            index_elements=key, set_={c: lite.excluded[c] for c in columns}
-        )
-        await session.execute(lite_stmt, rows)
+    upsert = upsert_insert(session, model)
+    statement = upsert.on_conflict_do_update(
+        index_elements=key, set_={c: upsert.excluded[c] for c in columns}
+    )
+    await session.execute(statement, rows)
 
 
 async def _refresh_statistics(session: AsyncSession, model: type[Any], changed: int) -> None:
