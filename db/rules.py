@@ -62,9 +62,20 @@ def deadline_passed(training_class: TrainingClass, today: dt.date) -> bool:
     return today > training_class.registration_deadline
 
 
+def registration_closed(training_class: TrainingClass, today: dt.date) -> Reason | None:
+    """Return why the class takes no registrations today, or None when it does."""
+    if training_class.status == ClassStatus.CANCELLED:
+        return Reason(Refusal.CANCELLED)
+    if training_class.status == ClassStatus.CLOSED:
+        return Reason(Refusal.REGISTRATION_CLOSED)
+    if deadline_passed(training_class, today):
+        return Reason(Refusal.DEADLINE_PASSED, {"deadline": training_class.registration_deadline})
+    return None
+
+
 def registration_open(training_class: TrainingClass, today: dt.date) -> bool:
     """Return whether the class takes registrations today."""
-    return training_class.status == ClassStatus.OPEN and not deadline_passed(training_class, today)
+    return registration_closed(training_class, today) is None
 
 
 def age_limit(training_class: TrainingClass) -> int | None:
@@ -90,15 +101,8 @@ def refusal_reasons(
 
     `quota` is the quota of the person's unit or of its nearest ancestor that has one.
     """
-    reasons: list[Reason] = []
-    if training_class.status == ClassStatus.CANCELLED:
-        reasons.append(Reason(Refusal.CANCELLED))
-    elif training_class.status == ClassStatus.CLOSED:
-        reasons.append(Reason(Refusal.REGISTRATION_CLOSED))
-    elif deadline_passed(training_class, today):
-        reasons.append(
-            Reason(Refusal.DEADLINE_PASSED, {"deadline": training_class.registration_deadline})
-        )
+    closed = registration_closed(training_class, today)
+    reasons: list[Reason] = [closed] if closed is not None else []
     max_age = age_limit(training_class)
     year = training_class.start_date.year
     if max_age is not None:

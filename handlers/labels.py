@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from db.models import ClassStatus, Form, Program, TheoryLevel, TrainingClass
-from db.rules import Reason, Refusal, deadline_passed, seats_left
+from db.models import Form, Program, TheoryLevel, TrainingClass
+from db.rules import Reason, Refusal, registration_closed, seats_left
 from handlers.types import Msg, Param
 
 
@@ -42,13 +42,15 @@ def seats_text(training_class: TrainingClass, confirmed: int) -> Msg:
 def registration_text(training_class: TrainingClass, today: dt.date) -> Msg:
     """Return whether registration is open and until when."""
     deadline = training_class.registration_deadline
-    if training_class.status == ClassStatus.CANCELLED:
-        return Msg("class.cancelled")
-    if training_class.status == ClassStatus.CLOSED:
-        return Msg("class.closed")
-    if deadline_passed(training_class, today):
-        return Msg("class.deadline_passed", {"deadline": deadline})
-    return Msg("class.open_until", {"deadline": deadline})
+    match registration_closed(training_class, today):
+        case None:
+            return Msg("class.open_until", {"deadline": deadline})
+        case Reason(refusal=Refusal.CANCELLED):
+            return Msg("class.cancelled")
+        case Reason(refusal=Refusal.REGISTRATION_CLOSED):
+            return Msg("class.closed")
+        case _:
+            return Msg("class.deadline_passed", {"deadline": deadline})
 
 
 def refusal_text(reason: Reason) -> Msg:

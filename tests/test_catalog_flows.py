@@ -755,3 +755,16 @@ async def test_dispatch_refuses_a_naive_clock(
     chat = Chat(sessionmaker, now=dt.datetime(2026, 11, 25, 9, 0))
     with pytest.raises(ValueError, match="aware"):
         await chat.say("/classes")
+
+
+async def test_detail_says_when_a_class_is_cancelled_or_closed(
+    sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog
+) -> None:
+    chat = Chat(sessionmaker, user_id="anna")
+    text = await chat.say("/class HUY-01")
+    assert "Đăng ký: Lớp đã huỷ" in text
+    async with sessionmaker() as s, s.begin():
+        training_class = await s.get(TrainingClass, catalog.ids["NV-01"])
+        assert training_class is not None
+        training_class.status = ClassStatus.CLOSED
+    assert "Đăng ký: Đã ngừng nhận đăng ký" in await chat.say("/class NV-01")
