@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -85,10 +86,11 @@ class BotSettings(_Section):
         """Return the configured time zone."""
         return ZoneInfo(self.timezone)
 
-    @property
-    def chat(self) -> ChatSettings:
-        """Return what the conversation flows need of these settings."""
-        return ChatSettings(zone=self.zone, default_language=self.default_language)
+
+class RegistrationSettings(_Section):
+    # A freed seat is held this long for the next person on the waitlist (never past the
+    # class's start; see db.registrations.offer_deadline).
+    offer_window_hours: float = Field(default=24, gt=0, le=24 * 14)
 
 
 class TelegramSettings(_Section):
@@ -98,7 +100,18 @@ class TelegramSettings(_Section):
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
+    registration: RegistrationSettings = RegistrationSettings()
     telegram: TelegramSettings = TelegramSettings()
+
+    @property
+    def chat(self) -> ChatSettings:
+        """Return what the conversation flows need of these settings."""
+        return ChatSettings(
+            zone=self.bot.zone,
+            default_language=self.bot.default_language,
+            admins=tuple(self.bot.admins),
+            offer_window=dt.timedelta(hours=self.registration.offer_window_hours),
+        )
 
 
 def env_name(section: str, key: str) -> str:

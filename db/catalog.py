@@ -18,11 +18,10 @@ from db.models import (
     Person,
     Program,
     Registration,
-    RegistrationStatus,
     TrainingClass,
     Unit,
 )
-from db.rules import QUOTA_STATUSES, QuotaUse
+from db.rules import QUOTA_STATUSES, SEAT_STATUSES, QuotaUse
 from db.text import is_code
 
 
@@ -147,15 +146,15 @@ class ClassRepo:
         )
         return list((await self.session.scalars(stmt)).all())
 
-    async def confirmed_counts(self, class_ids: Sequence[int]) -> dict[int, int]:
-        """Return the number of confirmed registrations per class (absent means none)."""
+    async def seats_taken(self, class_ids: Sequence[int]) -> dict[int, int]:
+        """Return the seats held per class (rules.SEAT_STATUSES; absent means none)."""
         if not class_ids:
             return {}
         stmt = (
             select(Registration.class_id, func.count())
             .where(
                 Registration.class_id.in_(class_ids),
-                Registration.status == RegistrationStatus.CONFIRMED,
+                Registration.status.in_(SEAT_STATUSES),
             )
             .group_by(Registration.class_id)
         )

@@ -146,6 +146,8 @@ class RegistrationStatus(StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     ATTENDED = "attended"
+    # A waitlisted person offered a freed seat, held for them until offer_expires_at.
+    OFFERED = "offered"
 
 
 LIVE_REGISTRATION_STATUSES = (
@@ -153,10 +155,20 @@ LIVE_REGISTRATION_STATUSES = (
     RegistrationStatus.CONFIRMED,
     RegistrationStatus.WAITLISTED,
     RegistrationStatus.ATTENDED,
+    RegistrationStatus.OFFERED,
 )
 
 
 _LIVE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in LIVE_REGISTRATION_STATUSES))
+
+
+class InboxStatus(StrEnum):
+    """Where a stored platform update is: waiting, answered in the database, replies sent."""
+
+    RECEIVED = "received"
+    HANDLED = "handled"
+    ANSWERED = "answered"
+    FAILED = "failed"
 
 
 class OutboxStatus(StrEnum):
@@ -325,7 +337,11 @@ class Registration(Base):
     registered_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("person.id", ondelete="SET NULL")
     )
+    # Who approved or rejected it (a unit head or an admin).
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     reason: Mapped[str | None] = mapped_column(String(500))
+    # While OFFERED: when the held seat passes to the next person on the waitlist.
+    offer_expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -353,6 +369,35 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+
+
+class InboundUpdate(Base):
+    """A platform update stored before it is acknowledged, so none is lost in a crash.
+
+    `update_key` is the platform's id of the update (Telegram's update_id); a second
+    delivery of the same key is dropped by the unique constraint. Updates of one chat are
+    handled in `id` order.
+    """
+
+    __tablename__ = "inbound_update"
+    __table_args__ = (
+        UniqueConstraint("channel", "update_key"),
+        Index("ix_inbound_update_status_channel_chat_id", "status", "channel", "chat_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    update_key: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[InboxStatus] = mapped_column(_enum(InboxStatus), default=InboxStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[dt.datetime | None]
+    # The rendered replies, kept between handling and sending so a crash resends them.
+    replies: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[dt.datetime | None]
 
 
 class Conversation(Base):

@@ -12,9 +12,16 @@ from enum import StrEnum
 
 from db.models import ClassStatus, Person, RegistrationStatus, TheoryLevel, TrainingClass
 
-# Registrations that take a seat of a unit's quota: approved ones and those awaiting the
-# unit head, so a unit cannot over-nominate while approvals are pending.
-QUOTA_STATUSES = (RegistrationStatus.CONFIRMED, RegistrationStatus.PENDING_APPROVAL)
+# Registrations that hold one of the class's seats: confirmed ones, those awaiting the unit
+# head (so an approval never finds the class full) and a seat offered from the waitlist.
+SEAT_STATUSES = (
+    RegistrationStatus.CONFIRMED,
+    RegistrationStatus.PENDING_APPROVAL,
+    RegistrationStatus.OFFERED,
+)
+# Registrations that take a seat of a unit's quota: the same, so a unit cannot
+# over-nominate while approvals or offers are pending.
+QUOTA_STATUSES = SEAT_STATUSES
 
 
 class Refusal(StrEnum):
@@ -52,9 +59,9 @@ class QuotaUse:
         return self.used >= self.seats
 
 
-def seats_left(capacity: int, confirmed: int) -> int:
-    """Return the seats not yet taken by confirmed registrations (never negative)."""
-    return max(capacity - confirmed, 0)
+def seats_left(capacity: int, taken: int) -> int:
+    """Return the seats not held by a registration (SEAT_STATUSES; never negative)."""
+    return max(capacity - taken, 0)
 
 
 def deadline_passed(training_class: TrainingClass, today: dt.date) -> bool:

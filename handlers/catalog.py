@@ -73,7 +73,7 @@ async def page_of_classes(
     classes: Sequence[TrainingClass], ctx: Context
 ) -> tuple[list[Msg], list[tuple[Button, ...]]]:
     """Return the lines describing `classes` and one button per class, numbered alike."""
-    confirmed = await ctx.repos.classes.confirmed_counts([c.id for c in classes])
+    taken = await ctx.repos.classes.seats_taken([c.id for c in classes])
     lines = [
         Msg(
             "catalog.item",
@@ -84,7 +84,7 @@ async def page_of_classes(
                 "start": training_class.start_date,
                 "end": training_class.end_date,
                 "form": form_name(training_class.form),
-                "seats": seats_text(training_class, confirmed.get(training_class.id, 0)),
+                "seats": seats_text(training_class, taken.get(training_class.id, 0)),
                 "registration": registration_text(training_class, ctx.today),
             },
         )
@@ -242,7 +242,7 @@ async def show_class_by_code(state: State, code: str, ctx: Context) -> Outcome:
 
 async def _detail(training_class: TrainingClass, state: State, ctx: Context) -> Reply:
     repo = ctx.repos.classes
-    confirmed = (await repo.confirmed_counts([training_class.id])).get(training_class.id, 0)
+    taken = (await repo.seats_taken([training_class.id])).get(training_class.id, 0)
     lines = [
         Msg("detail.title", {"title": training_class.title}),
         Msg("detail.code", {"code": training_class.code}),
@@ -253,7 +253,7 @@ async def _detail(training_class: TrainingClass, state: State, ctx: Context) -> 
     lines += await _schedule(training_class, ctx)
     if training_class.location:
         lines.append(Msg("detail.location", {"location": training_class.location}))
-    lines.append(Msg("detail.seats", {"seats": seats_text(training_class, confirmed)}))
+    lines.append(Msg("detail.seats", {"seats": seats_text(training_class, taken)}))
     lines.append(
         Msg("detail.registration", {"registration": registration_text(training_class, ctx.today)})
     )

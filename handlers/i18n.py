@@ -30,17 +30,26 @@ def supported_language(language: str | None) -> str | None:
     return base if base in LANGUAGES else None
 
 
+def catalog_files(language: str) -> list[Path]:
+    """Return the .po files of `language`: one per feature, so features never share one."""
+    return sorted((LOCALES / language / "LC_MESSAGES").glob("*.po"))
+
+
 @cache
 def messages(language: str) -> dict[str, str]:
-    """Return the catalog of `language` as key → template, read once from its .po file."""
-    path = LOCALES / language / "LC_MESSAGES" / "messages.po"
-    with path.open("rb") as po_file:
-        catalog = read_po(po_file, locale=language)
-    return {
-        message.id: message.string
-        for message in catalog
-        if isinstance(message.id, str) and message.id and isinstance(message.string, str)
-    }
+    """Return every catalog of `language` as key → template, read once from its .po files."""
+    merged: dict[str, str] = {}
+    for path in catalog_files(language):
+        with path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=language)
+        for message in catalog:
+            if not (isinstance(message.id, str) and message.id):
+                continue
+            if message.id in merged:
+                raise ValueError(f"{path}: message {message.id!r} is defined in two catalogs")
+            if isinstance(message.string, str):
+                merged[message.id] = message.string
+    return merged
 
 
 def _text(value: Param, language: str) -> str:

@@ -31,9 +31,9 @@ def month_name(month: dt.date) -> Msg:
     return Msg("common.month", {"month": Msg(f"month.{month.month}"), "year": month.year})
 
 
-def seats_text(training_class: TrainingClass, confirmed: int) -> Msg:
+def seats_text(training_class: TrainingClass, taken: int) -> Msg:
     """Return how many seats are left."""
-    left = seats_left(training_class.capacity, confirmed)
+    left = seats_left(training_class.capacity, taken)
     if left == 0:
         return Msg("class.full", {"capacity": training_class.capacity})
     return Msg("class.seats_left", {"left": left, "capacity": training_class.capacity})

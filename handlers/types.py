@@ -36,11 +36,26 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Document:
+    """A file sent with a reply, such as a calendar entry (.ics)."""
+
+    filename: str
+    content: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True)
 class Reply:
-    """One message to send: lines of text and rows of buttons."""
+    """One message to send: lines of text, rows of buttons, and what else it carries.
+
+    `ask_contact` asks the user to share their phone number (Telegram shows a contact
+    button; channels without one say how to type it). `document` is a file to attach.
+    """
 
     lines: tuple[Msg, ...]
     buttons: tuple[tuple[Button, ...], ...] = ()
+    ask_contact: bool = False
+    document: Document | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,11 @@ class Incoming:
 
 @dataclass(frozen=True)
 class ChatSettings:
-    """What the flows need of the configuration: where the school is and its language."""
+    """What the flows need of the configuration: the school's zone and language, admins, offers."""
 
     zone: ZoneInfo = DEFAULT_ZONE
     default_language: str = "vi"
+    # Roster phones (0XXXXXXXXX) of the school's admins, besides people marked is_admin.
+    admins: tuple[str, ...] = ()
+    # How long a freed seat is held for the next person on the waitlist.
+    offer_window: dt.timedelta = dt.timedelta(hours=24)

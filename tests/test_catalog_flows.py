@@ -160,7 +160,8 @@ async def test_list_item_shows_dates_form_seats_and_registration(
     # The deadline is today: registration is still open, through the end of the day.
     assert "Còn 30/30 chỗ · Nhận đăng ký đến hết ngày 01/12/2026" in text
     assert "Đã hết hạn đăng ký (30/11/2026)" in text  # CNKT-01
-    assert "Còn 59/60 chỗ" in text  # TC-K45: one confirmed, pending and cancelled take none
+    # TC-K45: the confirmed and the pending registration hold seats; the cancelled one not.
+    assert "Còn 58/60 chỗ" in text
 
 
 async def test_page_past_the_end_shows_the_last_page(
@@ -291,7 +292,7 @@ async def test_class_detail_with_quota_use_and_reasons(
         "Lịch học:",
         "• 11/01/2027, 08:30–12:30: Chủ nghĩa Mác - Lênin",
         "Địa điểm: 51 Lê Hồng Phong, TP Vinh",
-        "Số chỗ: Còn 59/60 chỗ",
+        "Số chỗ: Còn 58/60 chỗ",  # confirmed and pending hold seats
         "Đăng ký: Nhận đăng ký đến hết ngày 20/12/2026",
         "Điều kiện về tuổi: không quá 50 tuổi (tính theo năm 2027)",
         "Chỉ tiêu của Sở Nội vụ: đã dùng 2/2",

@@ -12,7 +12,14 @@ from babel.messages.pofile import read_po
 
 from db.models import Form, Program, TheoryLevel
 from db.rules import Refusal
-from handlers.i18n import LANGUAGES, CatalogWarning, messages, supported_language, t
+from handlers.i18n import (
+    LANGUAGES,
+    CatalogWarning,
+    catalog_files,
+    messages,
+    supported_language,
+    t,
+)
 from handlers.types import Msg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,15 +70,22 @@ def test_both_catalogs_have_the_same_keys_and_placeholders() -> None:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_no_empty_or_fuzzy_translation(language: str) -> None:
-    path = REPO / "handlers" / "locales" / language / "LC_MESSAGES" / "messages.po"
-    with path.open("rb") as po_file:
-        catalog = read_po(po_file, locale=language)
-    entries = [message for message in catalog if message.id]
-    assert entries
-    for message in entries:
-        assert isinstance(message.string, str)
-        assert message.string.strip(), message.id
-        assert not message.fuzzy, message.id
+    paths = catalog_files(language)
+    assert paths
+    for path in paths:
+        with path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=language)
+        entries = [message for message in catalog if message.id]
+        assert entries, path
+        for message in entries:
+            assert isinstance(message.string, str)
+            assert message.string.strip(), message.id
+            assert not message.fuzzy, message.id
+
+
+def test_each_feature_catalog_has_its_counterpart() -> None:
+    names = {language: [p.name for p in catalog_files(language)] for language in LANGUAGES}
+    assert names["vi"] == names["en"]
 
 
 def test_every_key_used_in_code_is_in_the_catalogs_and_every_key_is_used() -> None:

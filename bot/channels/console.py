@@ -102,7 +102,7 @@ async def _say(
         async with sessionmaker() as session, session.begin():
             repos = Repos(session)
             answer = await dispatch(
-                incoming, repos, now=dt.datetime.now(dt.UTC), settings=settings.bot.chat
+                incoming, repos, now=dt.datetime.now(dt.UTC), settings=settings.chat
             )
     except Exception:
         log.exception("message in console chat %s failed", incoming.chat_id)
