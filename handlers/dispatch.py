@@ -71,7 +71,15 @@ async def dispatch(
     conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
     state = read_state(conversation, now, settings.default_language)
     person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
-    ctx = Context(repos=repos, person=person, now=now, zone=settings.zone)
+    ctx = Context(
+        repos=repos,
+        person=person,
+        now=now,
+        settings=settings,
+        channel=incoming.channel,
+        user_id=incoming.user_id,
+        chat_id=incoming.chat_id,
+    )
     state, replies = await answer(state, incoming, ctx)
     # Replies without buttons (an error, a prompt) leave the last buttons pressable.
     if buttons_of(replies):

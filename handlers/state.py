@@ -12,6 +12,7 @@ from db.models import Conversation, Person
 from db.repos import Repos
 from handlers.choices import Choice
 from handlers.i18n import supported_language
+from handlers.types import ChatSettings
 
 # A question left unanswered this long is forgotten: the next message starts afresh.
 STEP_LIFETIME = dt.timedelta(minutes=30)
@@ -50,12 +51,27 @@ class State:
 
 @dataclass(frozen=True)
 class Context:
-    """What a handler may use besides the state: the data, who is talking, and when."""
+    """What a handler may use besides the state: the data, who is talking, when, and where."""
 
     repos: Repos
     person: Person | None
     now: dt.datetime
-    zone: ZoneInfo
+    settings: ChatSettings
+    # Who is talking on which platform: (channel, user id, chat id).
+    channel: str = ""
+    user_id: str = ""
+    chat_id: str = ""
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the school's time zone."""
+        return self.settings.zone
+
+    @property
+    def is_admin(self) -> bool:
+        """Return whether the person talking is a school admin (roster role or [bot] admins)."""
+        person = self.person
+        return person is not None and (person.is_admin or person.phone in self.settings.admins)
 
     @property
     def today(self) -> dt.date:
