@@ -7,6 +7,7 @@ decide, returning reasons so a flow can explain a refusal.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,6 +35,8 @@ class Refusal(StrEnum):
     TOO_OLD = "too_old"
     THEORY_LEVEL_LOW = "theory_level_low"
     QUOTA_USED_UP = "quota_used_up"
+    ALREADY_REGISTERED = "already_registered"
+    DATES_CLASH = "dates_clash"
 
 
 @dataclass(frozen=True)
@@ -98,18 +101,43 @@ def age_in_year(birth_year: int, year: int) -> int:
     return year - birth_year
 
 
+def dates_overlap(one: TrainingClass, other: TrainingClass) -> bool:
+    """Return whether two classes share at least one day."""
+    return one.start_date <= other.end_date and other.start_date <= one.end_date
+
+
 def refusal_reasons(
     person: Person,
     training_class: TrainingClass,
     today: dt.date,
     quota: QuotaUse | None,
+    *,
+    registered: RegistrationStatus | None = None,
+    held: Sequence[TrainingClass] = (),
 ) -> list[Reason]:
     """Return why `person` may not register for `training_class` today; empty means eligible.
 
-    `quota` is the quota of the person's unit or of its nearest ancestor that has one.
+    `quota` is the quota of the person's unit or of its nearest ancestor that has one;
+    `registered` the status of the person's live registration for this class, if any;
+    `held` the other classes in which the person holds a seat (for date clashes).
     """
     closed = registration_closed(training_class, today)
     reasons: list[Reason] = [closed] if closed is not None else []
+    if registered is not None:
+        reasons.append(Reason(Refusal.ALREADY_REGISTERED, {"status": registered.value}))
+    for other in held:
+        if other.id != training_class.id and dates_overlap(training_class, other):
+            reasons.append(
+                Reason(
+                    Refusal.DATES_CLASH,
+                    {
+                        "code": other.code,
+                        "title": other.title,
+                        "start": other.start_date,
+                        "end": other.end_date,
+                    },
+                )
+            )
     max_age = age_limit(training_class)
     year = training_class.start_date.year
     if max_age is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from db.models import Form, Program, TheoryLevel, TrainingClass
 from db.rules import Reason, Refusal, registration_closed, seats_left
@@ -24,6 +25,17 @@ def level_name(level: str | None) -> Msg:
     if level is None or level not in TheoryLevel.__members__.values():
         return Msg("level.none")
     return Msg(f"level.{level}")
+
+
+def status_name(status: str) -> Msg:
+    """Return a registration status in words."""
+    return Msg(f"status.{status}")
+
+
+def local_time(moment: dt.datetime, zone: ZoneInfo) -> Msg:
+    """Return a moment as local time and date, e.g. "08:00 ngày 01/12/2026"."""
+    local = moment.astimezone(zone)
+    return Msg("common.datetime", {"time": f"{local:%H:%M}", "date": local.date()})
 
 
 def month_name(month: dt.date) -> Msg:
@@ -56,6 +68,9 @@ def registration_text(training_class: TrainingClass, today: dt.date) -> Msg:
 def refusal_text(reason: Reason) -> Msg:
     """Return one reason a person may not register, as a bullet line."""
     params: dict[str, Param] = dict(reason.facts)
+    if reason.refusal == Refusal.ALREADY_REGISTERED:
+        status = reason.facts.get("status")
+        params["status"] = status_name(str(status))
     if reason.refusal == Refusal.THEORY_LEVEL_LOW:
         required = reason.facts.get("required")
         have = reason.facts.get("have")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from db.models import Form, Program, TheoryLevel
+from db.models import Form, Program, RegistrationStatus, TheoryLevel
 from db.rules import Refusal
 from handlers.i18n import (
     LANGUAGES,
@@ -32,6 +32,7 @@ DYNAMIC_KEYS = {
     "refusal.": [r.value for r in Refusal],
     "month.": [str(n) for n in range(1, 13)],
     "lang.": list(LANGUAGES),
+    "status.": [s.value for s in RegistrationStatus],
 }
 
 
