@@ -29,6 +29,7 @@ from handlers.help import (
     start,
     unknown_command,
 )
+from handlers.i18n import supported_language
 from handlers.language import ask_language, change_language, choose_language, set_language
 from handlers.linking import log_out, looks_like_phone, share_contact, type_phone
 from handlers.phrases import Intent, intent_of, list_filters
@@ -71,6 +72,8 @@ async def dispatch(
     incoming = replace(incoming, text=printable(incoming.text), button=printable(incoming.button))
     conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
     state = read_state(conversation, now, settings.default_language)
+    if conversation.language is None and (hint := supported_language(incoming.language_hint)):
+        state = replace(state, language=hint)  # a new chat speaks the user's app language
     person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
     ctx = Context(
         repos=repos,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.console import run_console
+from bot.config import Settings
 from db.models import ChannelAccount, OutboxMessage, Person, Program
 from handlers.choices import reply_text
 from handlers.notices import decode_reply
@@ -264,3 +267,58 @@ async def test_short_numbers_still_search_and_linked_people_are_not_asked(
     replies = await mai.send("0912000178")
     assert not any(reply.ask_contact for reply in replies)
     assert "không chứng minh được" not in render(replies)
+
+
+@pytest.mark.parametrize(("hint", "language"), [("en-US", "en"), ("en", "en"), ("fr", "vi")])
+async def test_a_new_chat_speaks_the_apps_language(
+    sessionmaker: async_sessionmaker[AsyncSession], roster: Roster, hint: str, language: str
+) -> None:
+    chat = telegram(sessionmaker)
+    chat.language_hint = hint
+    replies = await chat.send("/start")
+    assert chat.language == language
+    if language == "en":
+        text = render(replies, "en")
+        assert "Hello! You are using the assistant as a visitor" in text
+        assert "share-my-phone-number button" in text
+
+
+async def test_the_hint_does_not_override_a_chosen_language(
+    sessionmaker: async_sessionmaker[AsyncSession], roster: Roster
+) -> None:
+    chat = telegram(sessionmaker)
+    await chat.send("/lang vi")
+    chat.language_hint = "en"
+    await chat.send("/start")
+    assert chat.language == "vi"
+
+
+async def test_the_console_tells_a_visitor_how_to_start_as_a_roster_person(
+    sessionmaker: async_sessionmaker[AsyncSession], roster: Roster
+) -> None:
+    stdout = io.StringIO()
+    status = await run_console(
+        sessionmaker,
+        Settings(),
+        as_phone=None,
+        language=None,
+        stdin=io.StringIO("0912000178\n"),
+        stdout=stdout,
+    )
+    assert status == 0
+    out = stdout.getvalue()
+    hint = "(Cửa sổ dòng lệnh không có nút chia sẻ số điện thoại: đồng chí thoát bằng Ctrl-D"
+    assert out.count(hint) == 2  # after /start and after the typed number
+    assert "--as SỐ_ĐIỆN_THOẠI" in out
+    # Started as a roster person, the console asks for nothing.
+    stdout = io.StringIO()
+    await run_console(
+        sessionmaker,
+        Settings(),
+        as_phone=HUNG,
+        language=None,
+        stdin=io.StringIO(""),
+        stdout=stdout,
+    )
+    assert hint not in stdout.getvalue()
+    assert stdout.getvalue().startswith(GREETING)
