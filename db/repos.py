@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -54,6 +55,72 @@ class PeopleRepo:
         self.session.add(
             ChannelAccount(person_id=person.id, channel=channel, external_id=external_id)
         )
+
+    async def account_of(self, person_id: int, channel: str) -> ChannelAccount | None:
+        """Return the chat account `person_id` has on `channel`, or None."""
+        stmt = (
+            select(ChannelAccount)
+            .where(ChannelAccount.person_id == person_id, ChannelAccount.channel == channel)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def link(
+        self, person: Person, channel: str, external_id: str, now: dt.datetime
+    ) -> ChannelAccount:
+        """Link the chat account to `person` unless they have another account on `channel`.
+
+        Return the person's account on `channel` afterwards; its `external_id` is not
+        `external_id` when another account holds the link, which is never moved. The chat
+        account's link to someone else is replaced. Two accounts linking one person at once
+        both insert with ON CONFLICT DO NOTHING: one wins, the other finds the winner's row.
+        """
+        held = await self.account_of(person.id, channel)
+        if held is not None:
+            return held
+        stmt = select(ChannelAccount).where(
+            ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
+        )
+        for previous in (await self.session.scalars(stmt)).all():
+            await self.session.delete(previous)
+        await self.session.flush()
+        await self.session.execute(
+            upsert_insert(self.session, ChannelAccount)
+            .values(
+                person_id=person.id,
+                channel=channel,
+                external_id=external_id,
+                reachable=True,
+                linked_at=now,
+                last_seen_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
+        account = await self.account_of(person.id, channel)
+        if account is None:  # the chat account was linked to someone else meanwhile
+            raise RuntimeError(f"chat account on {channel} was linked concurrently")
+        return account
+
+    async def unlink(self, channel: str, external_id: str) -> bool:
+        """Delete the chat account's link; return whether there was one."""
+        stmt = select(ChannelAccount).where(
+            ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
+        )
+        account = (await self.session.scalars(stmt)).first()
+        if account is None:
+            return False
+        await self.session.delete(account)
+        return True
+
+    async def admins(self, phones: Sequence[str]) -> list[Person]:
+        """Return the school's admins: people marked is_admin or with one of `phones`."""
+        stmt = (
+            select(Person)
+            .options(joinedload(Person.unit))
+            .where(or_(Person.is_admin.is_(True), Person.phone.in_(phones)))
+            .order_by(Person.id)
+        )
+        return list((await self.session.scalars(stmt)).all())
 
 
 class ConversationRepo:

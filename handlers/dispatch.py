@@ -29,7 +29,9 @@ from handlers.help import (
     start,
     unknown_command,
 )
+from handlers.i18n import supported_language
 from handlers.language import ask_language, change_language, choose_language, set_language
+from handlers.linking import log_out, looks_like_phone, share_contact, type_phone
 from handlers.phrases import Intent, intent_of, list_filters
 from handlers.search import answer_query, ask_query, search, show_search_page
 from handlers.state import Context, State, Step, read_state, write_state
@@ -70,6 +72,8 @@ async def dispatch(
     incoming = replace(incoming, text=printable(incoming.text), button=printable(incoming.button))
     conversation = await repos.conversations.get_or_create(incoming.channel, incoming.chat_id)
     state = read_state(conversation, now, settings.default_language)
+    if conversation.language is None and (hint := supported_language(incoming.language_hint)):
+        state = replace(state, language=hint)  # a new chat speaks the user's app language
     person = await repos.people.for_account(incoming.channel, incoming.user_id, now)
     ctx = Context(
         repos=repos,
@@ -89,7 +93,9 @@ async def dispatch(
 
 
 async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
-    """Route a button, a command, a pending question's answer, a typed choice or free text."""
+    """Route a contact, a button, a command, a pending question's answer, a choice or text."""
+    if incoming.contact_phone is not None:
+        return await share_contact(state, incoming, ctx)
     if incoming.button is not None:
         return await press(state, incoming.button, ctx)
     text = " ".join((incoming.text or "").split())
@@ -101,6 +107,8 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
     incoming = replace(incoming, text=text)
     if text.startswith("/"):
         return await run_command(state, text, incoming, ctx)
+    if ctx.person is None and looks_like_phone(text):
+        return await type_phone(state, incoming, ctx)
     picked = pick(text, state.choices)
     if isinstance(picked, Choice):
         return await press(state, picked.data, ctx)
@@ -193,6 +201,10 @@ async def _search(state: State, argument: str, _incoming: Incoming, ctx: Context
     return await search(state, argument, ctx, typed_freely=False)
 
 
+async def _logout(state: State, _argument: str, incoming: Incoming, ctx: Context) -> Outcome:
+    return await log_out(state, incoming, ctx)
+
+
 async def _lang(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
     return await change_language(state, argument, ctx)
 
@@ -206,6 +218,7 @@ COMMANDS: dict[str, Command] = {
     "/search": _search,
     "/lang": _lang,
     "/cancel": _cancel,
+    "/logout": _logout,
 }
 
 

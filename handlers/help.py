@@ -32,13 +32,14 @@ def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
 
 
 async def start(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
-    """Greet the user, by name and unit when they are on the roster."""
+    """Greet the user by name and unit when linked; else ask them to share their phone."""
     person = ctx.person
-    greeting = (
-        Msg("start.person", {"name": person.full_name, "unit": person.unit.name})
-        if person is not None
-        else Msg("start.visitor")
-    )
+    if person is None:
+        replies = [help_reply(ctx, (Msg("start.visitor"), Msg("start.intro")))]
+        # The contact button comes last, so it is what the chat shows under the text box.
+        ask = Reply(lines=(Msg("linking.ask_contact"),), ask_contact=True)
+        return replace(state, step=None), [*replies, ask]
+    greeting = Msg("start.person", {"name": person.full_name, "unit": person.unit.name})
     return replace(state, step=None), [help_reply(ctx, (greeting, Msg("start.intro")))]
 
 

@@ -32,6 +32,8 @@ from handlers.types import ChatSettings, Incoming, Reply
 # used the UTC date instead of the school's would see the wrong "today".
 NOW = dt.datetime(2026, 11, 30, 18, 0, tzinfo=dt.UTC)
 TODAY = dt.date(2026, 12, 1)
+# share_contact's default: the contact is the chat user's own.
+OWN = "\x00own"
 
 
 async def add_unit(session: AsyncSession, code: str, name: str, parent: Unit | None = None) -> Unit:
@@ -155,20 +157,33 @@ class Chat:
     channel: str = "test"
     now: dt.datetime = NOW
     settings: ChatSettings = field(default_factory=ChatSettings)
+    # The app's language, as Telegram reports it (language_code).
+    language_hint: str | None = None
     last: list[Reply] = field(default_factory=list)
+    # The language the last replies are in.
+    language: str = ""
 
     async def send(self, text: str | None = None, *, button: str | None = None) -> list[Reply]:
         """Send text or press a button; return the replies."""
+        return await self._dispatch(text=text, button=button)
+
+    async def share_contact(self, phone: str, user_id: str | None = OWN) -> list[Reply]:
+        """Share a contact of `user_id` (default: the own; None: of no user); return replies."""
+        contact_user_id = self.user_id if user_id == OWN else user_id
+        return await self._dispatch(contact_phone=phone, contact_user_id=contact_user_id)
+
+    async def _dispatch(self, **event: str | None) -> list[Reply]:
         incoming = Incoming(
             channel=self.channel,
             chat_id=self.user_id,
             user_id=self.user_id,
-            text=text,
-            button=button,
+            language_hint=self.language_hint,
+            **event,
         )
         async with self.sessionmaker() as session, session.begin():
             answer = await dispatch(incoming, Repos(session), now=self.now, settings=self.settings)
         self.last = answer.replies
+        self.language = answer.language
         return self.last
 
     async def say(self, text: str, language: str = "vi") -> str:

@@ -109,7 +109,10 @@ async def _say(
         stdout.write(t(Msg("error.internal"), language) + "\n\n")
         stdout.flush()
         return language
-    for text in render_numbered(answer.replies, answer.language):
+    texts = render_numbered(answer.replies, answer.language)
+    for reply, text in zip(answer.replies, texts, strict=True):
+        if reply.ask_contact:  # no contact button here: say how a terminal proves who it is
+            text += "\n" + t(Msg("console.contact_hint"), answer.language)
         stdout.write(text + "\n\n")
     stdout.flush()
     return answer.language
