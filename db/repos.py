@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -54,6 +54,16 @@ class PeopleRepo:
         self.session.add(
             ChannelAccount(person_id=person.id, channel=channel, external_id=external_id)
         )
+
+    async def set_reachable(self, channel: str, external_id: str, reachable: bool) -> bool:
+        """Note whether the bot can write to this chat account; return False if none is linked."""
+        result = await self.session.execute(
+            update(ChannelAccount)
+            .where(ChannelAccount.channel == channel, ChannelAccount.external_id == external_id)
+            .values(reachable=reachable)
+            .returning(ChannelAccount.id)
+        )
+        return result.first() is not None
 
 
 class ConversationRepo:
