@@ -57,11 +57,13 @@ async def run_service(
     *,
     stopping: asyncio.Event | None = None,
     jobs: list[PeriodicJob] | None = None,
+    handle_signals: bool = True,
 ) -> int:
     """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status."""
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for signum in signals:
         loop.add_signal_handler(signum, stopping.set)
     telegram = settings.telegram
     channel = TelegramChannel(build_application(telegram), sessionmaker, settings)
@@ -108,7 +110,7 @@ async def run_service(
         if server is not None:
             await server.stop()
         await channel.shutdown()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("trainingbot stopped")
     return 0

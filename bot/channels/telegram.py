@@ -36,7 +36,7 @@ from bot.channels.telegram_render import (
 )
 from bot.config import Settings, TelegramSettings
 from db import inbox, outbox
-from db.models import InboundUpdate, InboxStatus
+from db.models import Conversation, InboundUpdate, InboxStatus
 from db.repos import Repos
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
@@ -300,8 +300,22 @@ class TelegramChannel:
         incoming = incoming_of(update)
         if incoming is None:
             return []
+        await self._first_language(repos, incoming)
         answer = await dispatch(incoming, repos, now=now, settings=self.settings.chat)
         return render_replies(answer.replies, answer.language)
+
+    async def _first_language(self, repos: Repos, incoming: Incoming) -> None:
+        """Start a new chat in the language of the user's Telegram app, if the bot speaks it.
+
+        The flows do not read `language_hint` (yet); /lang still changes it later.
+        """
+        language = supported_language(incoming.language_hint)
+        if language is None:
+            return
+        key = (incoming.channel, incoming.chat_id)
+        if await repos.session.get(Conversation, key) is None:
+            conversation = await repos.conversations.get_or_create(*key)
+            conversation.language = language
 
     def _group_answer(self, update: Update) -> list[Outgoing]:
         """Answer a command in a group by pointing to the private chat; ignore the rest.
