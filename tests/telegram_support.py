@@ -91,15 +91,15 @@ async def wait_status(
     sessionmaker: async_sessionmaker[AsyncSession],
     status: InboxStatus,
     count: int,
-    timeout: float = 5.0,
+    within: float = 5.0,
 ) -> list[InboundUpdate]:
     """Wait until `count` stored updates have `status`; return them."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         rows = [row for row in await inbox_rows(sessionmaker) if row.status == status]
         if len(rows) >= count:
             return rows
         if loop.time() > deadline:
-            raise AssertionError(f"not {count} updates {status} within {timeout}s")
+            raise AssertionError(f"not {count} updates {status} within {within}s")
         await asyncio.sleep(0.02)
