@@ -106,7 +106,8 @@ class TelegramSettings(_Section):
     # Webhook mode: the public https address Telegram posts to (a reverse proxy's).
     url: str | None = None
     # Webhook mode: Telegram sends it in X-Telegram-Bot-Api-Secret-Token with every post.
-    secret_token: SecretStr | None = None
+    # Left out of repr: the name alone would make a printed config look like it leaks one.
+    secret_token: SecretStr | None = Field(default=None, repr=False)
     listen_host: str = "127.0.0.1"
     # 0 picks any free port (tests); a reverse proxy needs a fixed one.
     listen_port: int = Field(default=8080, ge=0, le=65535)

@@ -194,6 +194,10 @@ class TelegramChannel:
         """Return whether the channel was asked to stop."""
         return self._stopping.is_set()
 
+    def update_of(self, payload: dict[str, Any]) -> Update:
+        """Return the PTB Update of a stored payload."""
+        return Update.de_json(payload, self.bot)
+
     # Receiving -----------------------------------------------------------------------
 
     async def receive(self, payloads: Sequence[dict[str, Any]]) -> int:
@@ -201,7 +205,7 @@ class TelegramChannel:
         new = 0
         async with self.sessionmaker() as session, session.begin():
             for payload in payloads:
-                update = Update.de_json(payload, self.bot)
+                update = self.update_of(payload)
                 if await inbox.store(
                     session, CHANNEL, str(update.update_id), chat_key(update), payload
                 ):
@@ -268,7 +272,7 @@ class TelegramChannel:
             row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
         if row is None:
             return False
-        update = Update.de_json(row.payload, self.bot)
+        update = self.update_of(row.payload)
         messages = row.replies or []
         if row.status == InboxStatus.RECEIVED:
             try:
@@ -343,7 +347,6 @@ class TelegramChannel:
         log.error(
             "telegram update %s (row %s) failed: %s", update.update_id, row_id, type(exc).__name__
         )
-        log.debug("traceback of update %s", update.update_id, exc_info=exc)
         apology: list[Outgoing] = []
         if is_private(update) and incoming_of(update) is not None:
             language = self._hint_language(update)
