@@ -156,10 +156,11 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
             "TRAININGBOT_TELEGRAM_TOKEN environment variable); `make demo` chats offline "
             "in the terminal without one"
         )
-    raise CommandError(
-        "the Telegram channel is not part of this version yet; `make demo` chats offline "
-        "in the terminal"
-    )
+    from bot.service import run_service
+
+    logging.getLogger("bot").setLevel(logging.INFO)
+    async with open_database(settings) as sessionmaker:
+        return await run_service(sessionmaker, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

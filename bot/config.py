@@ -19,6 +19,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
@@ -93,8 +94,67 @@ class RegistrationSettings(_Section):
     offer_window_hours: float = Field(default=24, gt=0, le=24 * 14)
 
 
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
 class TelegramSettings(_Section):
     token: SecretStr | None = None
+    # polling: the bot asks Telegram for updates; webhook: Telegram posts them to `url`.
+    mode: Literal["polling", "webhook"] = "polling"
+    # The Bot API server; the bot calls {base_url}/bot{token}/{method}.
+    base_url: str = "https://api.telegram.org"
+    # Webhook mode: the public https address Telegram posts to (a reverse proxy's).
+    url: str | None = None
+    # Webhook mode: Telegram sends it in X-Telegram-Bot-Api-Secret-Token with every post.
+    # Left out of repr: the name alone would make a printed config look like it leaks one.
+    secret_token: SecretStr | None = Field(default=None, repr=False)
+    listen_host: str = "127.0.0.1"
+    # 0 picks any free port (tests); a reverse proxy needs a fixed one.
+    listen_port: int = Field(default=8080, ge=0, le=65535)
+    path: str = "/telegram"
+    # Polling mode: how long one getUpdates request waits for an update, in seconds.
+    poll_timeout: int = Field(default=30, ge=0, le=60)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local Bot API server)")
+        return value.rstrip("/")
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must start with https:// (Telegram posts webhooks only over TLS)")
+        return value
+
+    @field_validator("secret_token")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _SECRET_TOKEN.fullmatch(value.get_secret_value()):
+            # The value is not echoed: it is a secret.
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> TelegramSettings:
+        if self.mode == "webhook":
+            missing = [name for name in ("url", "secret_token") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(
+                    f'mode = "webhook" needs {" and ".join(missing)} (url: the public https '
+                    "address Telegram posts to; secret_token: 1-256 characters of A-Z, a-z, "
+                    "0-9, _ and -, best set in TRAININGBOT_TELEGRAM_SECRET_TOKEN)"
+                )
+        return self
 
 
 class Settings(_Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -121,6 +121,16 @@ class PeopleRepo:
             .order_by(Person.id)
         )
         return list((await self.session.scalars(stmt)).all())
+
+    async def set_reachable(self, channel: str, external_id: str, reachable: bool) -> bool:
+        """Note whether the bot can write to this chat account; return False if none is linked."""
+        result = await self.session.execute(
+            update(ChannelAccount)
+            .where(ChannelAccount.channel == channel, ChannelAccount.external_id == external_id)
+            .values(reachable=reachable)
+            .returning(ChannelAccount.id)
+        )
+        return result.first() is not None
 
 
 class ConversationRepo:

@@ -156,3 +156,39 @@ def test_file_saved_with_a_bom_is_read(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_bytes('\ufeff[bot]\ndefault_language = "en"\n'.encode())
     assert load_settings(str(path), {}).bot.default_language == "en"
+
+
+def test_webhook_mode_needs_url_and_secret(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[telegram]\nmode = "webhook"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_settings(str(config), environ={})
+    assert str(error.value).startswith(f"{config} line 1: [telegram]: ")
+    assert 'mode = "webhook" needs url and secret_token' in str(error.value)
+
+
+def test_webhook_settings_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[telegram]\nmode = "webhook"\nurl = "http://bot.example.org/t"\n', encoding="utf-8"
+    )
+    environ = {"TRAININGBOT_TELEGRAM_SECRET_TOKEN": "has spaces!"}
+    with pytest.raises(ConfigError) as error:
+        load_settings(str(config), environ=environ)
+    message = str(error.value)
+    assert "[telegram] url: must start with https://" in message
+    assert "TRAININGBOT_TELEGRAM_SECRET_TOKEN: [telegram] secret_token: must be 1-256" in message
+    assert "has spaces" not in message
+
+
+def test_webhook_settings_from_the_environment() -> None:
+    environ = {
+        "TRAININGBOT_TELEGRAM_MODE": "webhook",
+        "TRAININGBOT_TELEGRAM_URL": "https://bot.example.org/telegram",
+        "TRAININGBOT_TELEGRAM_SECRET_TOKEN": "abc_DEF-123",
+        "TRAININGBOT_TELEGRAM_LISTEN_PORT": "8443",
+    }
+    telegram = load_settings(None, environ=environ).telegram
+    assert (telegram.mode, telegram.listen_port, telegram.path) == ("webhook", 8443, "/telegram")
+    assert telegram.secret_token is not None
+    assert telegram.secret_token.get_secret_value() == "abc_DEF-123"

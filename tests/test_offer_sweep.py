@@ -40,10 +40,14 @@ async def test_sweep_passes_a_lapsed_offer_on_and_tells_both(
             session, ids[0], people[0].id, now=NOW, zone=SETTINGS.zone, window=SETTINGS.offer_window
         )
 
-    assert await sweep_offers(sessionmaker, SETTINGS, NOW + dt.timedelta(hours=23)) == 0
+    async def sweep(now: dt.datetime) -> int:
+        async with sessionmaker() as session, session.begin():
+            return await sweep_offers(session, now, SETTINGS)
+
+    assert await sweep(NOW + dt.timedelta(hours=23)) == 0
     later = NOW + dt.timedelta(hours=24)
-    assert await sweep_offers(sessionmaker, SETTINGS, later) == 1
-    assert await sweep_offers(sessionmaker, SETTINGS, later) == 0
+    assert await sweep(later) == 1
+    assert await sweep(later) == 0
 
     async with sessionmaker() as session:
         rows = list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))

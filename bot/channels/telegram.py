@@ -1,0 +1,484 @@
+"""The Telegram channel: updates in through the inbox, replies out through the Bot API.
+
+Updates come from long polling (our own getUpdates loop) or a webhook; each is stored in
+the inbox (db/inbox.py) before Telegram is told it arrived, then workers take them from
+the store in each chat's order: translate to `Incoming`, `dispatch`, render, send.
+
+Notices (outbox rows) are sent here too, one at a time. Telegram's rate limits (about
+25 messages/s overall, 1/s per chat) are not enforced yet beyond that; the notification
+engine of a later issue replaces `send_notice_once` with a rate-limited one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram import Bot, BotCommand, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import Application
+
+from bot.channels.telegram_render import (
+    Outgoing,
+    can_edit,
+    document_file,
+    inline_markup,
+    markup,
+    render_replies,
+)
+from bot.config import Settings, TelegramSettings
+from db import inbox, outbox
+from db.models import Conversation, InboundUpdate, InboxStatus
+from db.repos import Repos
+from handlers.dispatch import dispatch
+from handlers.i18n import supported_language, t
+from handlers.notices import decode_reply
+from handlers.types import Incoming, Msg, Reply
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
+# The bot's menu: command → description key. Texts live in handlers/locales/*/telegram.po.
+COMMANDS = (
+    ("start", Msg("telegram.command.start")),
+    ("classes", Msg("telegram.command.classes")),
+    ("search", Msg("telegram.command.search")),
+    ("my", Msg("telegram.command.my")),
+    ("help", Msg("telegram.command.help")),
+    ("lang", Msg("telegram.command.lang")),
+    ("logout", Msg("telegram.command.logout")),
+    ("unit", Msg("telegram.command.unit")),
+)
+LEASE = dt.timedelta(seconds=60)
+# A worker with nothing to do looks again this often, for updates other processes stored.
+IDLE_SECONDS = 1.0
+MAX_SEND_ATTEMPTS = 5
+
+
+def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, Any, Any, Any]:
+    """Return the PTB Application for the configured bot, without PTB's own updater."""
+    if settings.token is None:
+        raise ValueError("no Telegram token configured")
+    root = settings.base_url
+    return (
+        Application.builder()
+        .token(settings.token.get_secret_value())
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .updater(None)
+        .build()
+    )
+
+
+def now_utc() -> dt.datetime:
+    """Return the current time, aware in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def chat_key(update: Update) -> str:
+    """Return the chat an update belongs to, for ordering; the update itself if none."""
+    if update.effective_chat is not None:
+        return str(update.effective_chat.id)
+    if update.effective_user is not None:
+        return str(update.effective_user.id)
+    return f"update:{update.update_id}"
+
+
+def is_private(update: Update) -> bool:
+    """Return whether the update comes from a one-to-one chat with the bot."""
+    chat = update.effective_chat
+    return chat is None or chat.type == ChatType.PRIVATE
+
+
+def incoming_of(update: Update) -> Incoming | None:
+    """Translate a message or a button press into the neutral Incoming, else None."""
+    user = update.effective_user
+    chat = update.effective_chat
+    if user is None or chat is None:
+        return None
+    base = Incoming(
+        channel=CHANNEL,
+        chat_id=str(chat.id),
+        user_id=str(user.id),
+        language_hint=user.language_code,
+    )
+    if update.callback_query is not None:
+        return replace(base, button=update.callback_query.data or "")
+    message = update.message
+    if message is None:
+        return None
+    if message.contact is not None:
+        contact = message.contact
+        return replace(
+            base,
+            contact_phone=contact.phone_number,
+            contact_user_id=str(contact.user_id) if contact.user_id else None,
+        )
+    # A sticker or a photo comes as empty text, which the flows answer with help.
+    return replace(base, text=message.text or "")
+
+
+def _retry_seconds(exc: RetryAfter) -> float:
+    """Return how long Telegram asked to wait, whichever type PTB gives it as."""
+    with warnings.catch_warnings():
+        # PTB 22 warns that the type will become timedelta; either is handled here.
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    """Return the wait before retry number `attempts` + 1: 1, 2, 4 … up to 60 seconds."""
+    return dt.timedelta(seconds=min(60, 2 ** max(0, attempts)))
+
+
+class TelegramChannel:
+    """One process's share of the Telegram work: receive, handle, send, deliver notices."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        workers: int = 4,
+        lease: dt.timedelta = LEASE,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
+        self.application = application
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.workers = workers
+        self.lease = lease
+        self.idle_seconds = idle_seconds
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def bot(self) -> Bot:
+        """Return the Bot API client."""
+        bot: Bot = self.application.bot
+        return bot
+
+    # Lifecycle -----------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect to the Bot API (getMe) and publish the command menu in vi and en."""
+        await self.application.initialize()
+        for language in ("vi", "en"):
+            commands = [BotCommand(name, t(msg, language)) for name, msg in COMMANDS]
+            await self.bot.set_my_commands(
+                commands, language_code=None if language == "vi" else language
+            )
+
+    async def shutdown(self) -> None:
+        """Close the Bot API client."""
+        await self.application.shutdown()
+
+    def stop(self) -> None:
+        """Ask the loops to finish: the current update is completed, no new one taken."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Return whether the channel was asked to stop."""
+        return self._stopping.is_set()
+
+    def update_of(self, payload: dict[str, Any]) -> Update:
+        """Return the PTB Update of a stored payload."""
+        return Update.de_json(payload, self.bot)
+
+    # Receiving -----------------------------------------------------------------------
+
+    async def receive(self, payloads: Sequence[dict[str, Any]]) -> int:
+        """Store updates (Bot API JSON) in one unit of work; return how many were new."""
+        new = 0
+        async with self.sessionmaker() as session, session.begin():
+            for payload in payloads:
+                update = self.update_of(payload)
+                if await inbox.store(
+                    session, CHANNEL, str(update.update_id), chat_key(update), payload
+                ):
+                    new += 1
+        if new:
+            self._wake.set()
+        return new
+
+    async def poll(self) -> None:
+        """Fetch updates by long polling until stopped; acknowledge a batch only once stored.
+
+        Telegram forgets updates below the offset of the next getUpdates, so the next
+        offset is asked for only after the batch is committed to the inbox.
+        """
+        await self.bot.delete_webhook()
+        timeout = self.settings.telegram.poll_timeout
+        offset: int | None = None
+        failures = 0
+        log.info("telegram polling started")
+        while not self.stopping:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=timeout, allowed_updates=list(ALLOWED_UPDATES)
+                )
+            except RetryAfter as exc:
+                await self._pause(_retry_seconds(exc))
+                continue
+            except TelegramError as exc:
+                failures += 1
+                log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
+                await self._pause(min(30.0, 2.0**failures))
+                continue
+            failures = 0
+            if not updates:
+                continue
+            await self.receive([update.to_dict() for update in updates])
+            offset = max(update.update_id for update in updates) + 1
+        log.info("telegram polling stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` or until stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    # Handling ------------------------------------------------------------------------
+
+    async def work(self) -> None:
+        """Handle stored updates until stopped; wait for new ones when the inbox is empty."""
+        while not self.stopping:
+            self._wake.clear()
+            try:
+                busy = await self.process_one()
+            except Exception as exc:  # the database went away: wait, then try again
+                log.error("inbox worker error: %s", type(exc).__name__)
+                busy = False
+            if not busy and not self.stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_seconds)
+
+    async def process_one(self) -> bool:
+        """Take one update from the inbox and handle or resend it; return False if none."""
+        now = now_utc()
+        async with self.sessionmaker() as session, session.begin():
+            row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
+        if row is None:
+            return False
+        update = self.update_of(row.payload)
+        messages = row.replies or []
+        if row.status == InboxStatus.RECEIVED:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    messages = await self.handle(session, update, now)
+                    await inbox.mark_handled(session, row.id, messages, now)
+            except Exception as exc:
+                await self._handling_failed(row.id, row.attempts, update, exc)
+                return True
+        await self._deliver(row.id, update, messages)
+        return True
+
+    async def handle(
+        self, session: AsyncSession, update: Update, now: dt.datetime
+    ) -> list[Outgoing]:
+        """Answer one update in the caller's unit of work; return the rendered replies."""
+        repos = Repos(session)
+        member = update.my_chat_member
+        if member is not None:
+            if member.chat.type == ChatType.PRIVATE:
+                status = member.new_chat_member.status
+                if status in ("kicked", "member"):
+                    await repos.people.set_reachable(
+                        CHANNEL, str(member.from_user.id), status == "member"
+                    )
+            return []
+        if not is_private(update):
+            return self._group_answer(update)
+        incoming = incoming_of(update)
+        if incoming is None:
+            return []
+        await self._first_language(repos, incoming)
+        answer = await dispatch(incoming, repos, now=now, settings=self.settings.chat)
+        return render_replies(answer.replies, answer.language)
+
+    async def _first_language(self, repos: Repos, incoming: Incoming) -> None:
+        """Start a new chat in the language of the user's Telegram app, if the bot speaks it.
+
+        The flows do not read `language_hint` (yet); /lang still changes it later.
+        """
+        language = supported_language(incoming.language_hint)
+        if language is None:
+            return
+        key = (incoming.channel, incoming.chat_id)
+        if await repos.session.get(Conversation, key) is None:
+            conversation = await repos.conversations.get_or_create(*key)
+            conversation.language = language
+
+    def _group_answer(self, update: Update) -> list[Outgoing]:
+        """Answer a command in a group by pointing to the private chat; ignore the rest.
+
+        Registration is personal and the flows keep state per chat, so groups are not
+        served; answering every group message would flood the group.
+        """
+        message = update.message
+        if message is None or not (message.text or "").startswith("/"):
+            return []
+        language = self._hint_language(update)
+        return render_replies([Reply(lines=(Msg("telegram.private_only"),))], language)
+
+    def _hint_language(self, update: Update) -> str:
+        """Return the sender's Telegram language if the bot speaks it, else the default."""
+        user = update.effective_user
+        hint = supported_language(user.language_code if user else None)
+        return hint or self.settings.bot.default_language
+
+    async def _handling_failed(
+        self, row_id: int, attempts: int, update: Update, exc: Exception
+    ) -> None:
+        """Count the failure; after the last attempt apologise and let the chat go on."""
+        # Ids and the error's type only: its message may quote what the user wrote.
+        log.error(
+            "telegram update %s (row %s) failed: %s", update.update_id, row_id, type(exc).__name__
+        )
+        apology: list[Outgoing] = []
+        if is_private(update) and incoming_of(update) is not None:
+            language = self._hint_language(update)
+            apology = render_replies([Reply(lines=(Msg("error.internal"),))], language)
+        async with self.sessionmaker() as session, session.begin():
+            failed = await inbox.record_failure(
+                session,
+                row_id,
+                type(exc).__name__,
+                now=now_utc(),
+                retry_after=_backoff(attempts),
+                replies=apology,
+            )
+        if failed:
+            with contextlib.suppress(TelegramError):
+                await self.send(update, apology)
+        self._wake.set()
+
+    # Sending -------------------------------------------------------------------------
+
+    async def _deliver(self, row_id: int, update: Update, messages: list[Outgoing]) -> None:
+        """Send a handled update's replies and mark it answered; retry later on failure."""
+        try:
+            await self.send(update, messages)
+        except Forbidden:
+            # The user blocked the bot: nothing to retry.
+            if update.effective_user is not None:
+                async with self.sessionmaker() as session, session.begin():
+                    await Repos(session).people.set_reachable(
+                        CHANNEL, str(update.effective_user.id), False
+                    )
+        except TelegramError as exc:
+            log.warning(
+                "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
+            )
+            async with self.sessionmaker() as session, session.begin():
+                row = await session.get(InboundUpdate, row_id)
+                attempts = row.attempts if row else 0
+                delay = (
+                    dt.timedelta(seconds=_retry_seconds(exc))
+                    if isinstance(exc, RetryAfter)
+                    else _backoff(attempts)
+                )
+                await inbox.record_failure(
+                    session,
+                    row_id,
+                    type(exc).__name__,
+                    now=now_utc(),
+                    retry_after=delay,
+                    max_attempts=MAX_SEND_ATTEMPTS,
+                )
+            self._wake.set()
+            return
+        async with self.sessionmaker() as session, session.begin():
+            await inbox.mark_answered(session, row_id)
+
+    async def send(self, update: Update, messages: Sequence[Outgoing]) -> None:
+        """Answer the pressed button, then edit the pressed message or send the replies."""
+        query = update.callback_query
+        if query is not None:
+            # Always answered, so a stale button stops spinning; a too-old query is fine.
+            with contextlib.suppress(BadRequest):
+                await query.answer()
+        chat = update.effective_chat
+        if chat is None or not messages:
+            return
+        pressed = query.message if query is not None else None
+        if isinstance(pressed, Message) and can_edit(messages):
+            try:
+                await self.bot.edit_message_text(
+                    messages[0]["text"],
+                    chat_id=chat.id,
+                    message_id=pressed.message_id,
+                    reply_markup=inline_markup(messages[0]),
+                )
+                return
+            except BadRequest:  # not modified, too old to edit: send it as a new message
+                pass
+        await self.send_messages(chat.id, messages)
+
+    async def send_messages(self, chat_id: int | str, messages: Sequence[Outgoing]) -> None:
+        """Send rendered messages to a chat in order."""
+        for message in messages:
+            document = document_file(message)
+            if document is None:
+                await self.bot.send_message(chat_id, message["text"], reply_markup=markup(message))
+                continue
+            if message["text"]:
+                await self.bot.send_message(chat_id, message["text"])
+            await self.bot.send_document(chat_id, document, reply_markup=markup(message))
+
+    # Notices -------------------------------------------------------------------------
+
+    async def deliver_notices(self) -> None:
+        """Send due notices to people linked on Telegram until stopped."""
+        while not self.stopping:
+            try:
+                busy = await self.send_notice_once()
+            except Exception as exc:
+                log.error("notice sender error: %s", type(exc).__name__)
+                busy = False
+            if not busy:
+                await self._pause(self.idle_seconds)
+
+    async def send_notice_once(self) -> bool:
+        """Claim one due notice and send it; return False when none is due."""
+        now = now_utc()
+        async with self.sessionmaker() as session, session.begin():
+            notice = await outbox.claim_notice(session, CHANNEL, now=now, lease=self.lease)
+        if notice is None:
+            return False
+        language = supported_language(notice.language) or self.settings.bot.default_language
+        try:
+            reply = decode_reply(notice.payload["reply"])
+            await self.send_messages(notice.external_id, render_replies([reply], language))
+        except Forbidden as exc:
+            async with self.sessionmaker() as session, session.begin():
+                await Repos(session).people.set_reachable(CHANNEL, notice.external_id, False)
+                await outbox.mark_failed(session, notice.id, CHANNEL, f"Forbidden: {exc.message}")
+            return True
+        except (TelegramError, KeyError, ValueError) as exc:
+            log.warning("notice %s not sent: %s", notice.id, type(exc).__name__)
+            delay = (
+                dt.timedelta(seconds=_retry_seconds(exc))
+                if isinstance(exc, RetryAfter)
+                else _backoff(notice.attempts)
+            )
+            async with self.sessionmaker() as session, session.begin():
+                await outbox.retry_later(
+                    session, notice.id, type(exc).__name__, now=now_utc(), delay=delay
+                )
+            return True
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.mark_sent(session, notice.id, CHANNEL, now_utc())
+        return True

@@ -1,0 +1,134 @@
+"""Replies rendered for Telegram: texts within its limit, buttons, a contact request, files.
+
+Rendering happens when an update is handled and its result is stored with the update
+(JSON), so replies sent after a crash are exactly the ones the handling produced.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+
+from handlers.choices import reply_text
+from handlers.i18n import t
+from handlers.types import Msg, Reply
+
+# Telegram's limit on a message's text, counted in UTF-16 code units.
+MAX_TEXT = 4096
+
+Outgoing = dict[str, Any]
+
+
+def text_length(text: str) -> int:
+    """Return the length of `text` as Telegram counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut_line(line: str, limit: int) -> list[str]:
+    """Cut one over-long line into pieces within `limit`, at a space where there is one."""
+    pieces = []
+    while text_length(line) > limit:
+        end = limit
+        while text_length(line[:end]) > limit:  # characters outside the BMP count twice
+            end -= 1
+        space = line.rfind(" ", 0, end)
+        cut = space if space > end // 2 else end
+        pieces.append(line[:cut].rstrip())
+        line = line[cut:].lstrip()
+    pieces.append(line)
+    return pieces
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Split `text` into messages within `limit`, at line boundaries where possible."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        for piece in _cut_line(line, limit):
+            candidate = f"{current}\n{piece}" if current else piece
+            if text_length(candidate) <= limit:
+                current = candidate
+                continue
+            if current.strip():
+                chunks.append(current.strip("\n"))
+            current = piece
+    if current.strip():
+        chunks.append(current.strip("\n"))
+    return chunks
+
+
+def render_replies(replies: Sequence[Reply], language: str) -> list[Outgoing]:
+    """Render replies as JSON-ready messages; a reply's extras ride on its last message."""
+    messages: list[Outgoing] = []
+    for reply in replies:
+        chunks = split_text(reply_text(reply, language)) or [""]
+        for number, chunk in enumerate(chunks, start=1):
+            message: Outgoing = {"text": chunk}
+            if number == len(chunks):
+                if reply.buttons:
+                    message["buttons"] = [
+                        [{"text": t(button.label, language), "data": button.data} for button in row]
+                        for row in reply.buttons
+                    ]
+                if reply.ask_contact:
+                    message["contact_label"] = t(Msg("telegram.share_phone"), language)
+                if reply.document is not None:
+                    message["document"] = {
+                        "filename": reply.document.filename,
+                        "mime_type": reply.document.mime_type,
+                        "content": base64.b64encode(reply.document.content).decode("ascii"),
+                    }
+            messages.append(message)
+    return messages
+
+
+def can_edit(messages: Sequence[Outgoing]) -> bool:
+    """Return whether `messages` can replace the pressed message: one plain text message."""
+    return (
+        len(messages) == 1
+        and bool(messages[0]["text"])
+        and "document" not in messages[0]
+        and "contact_label" not in messages[0]
+    )
+
+
+def inline_markup(message: Outgoing) -> InlineKeyboardMarkup | None:
+    """Return the message's buttons as an inline keyboard, or None."""
+    rows = message.get("buttons")
+    if not rows:
+        return None
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(button["text"], callback_data=button["data"]) for button in row]
+            for row in rows
+        ]
+    )
+
+
+def markup(message: Outgoing) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    """Return the message's keyboard: a contact request, else its inline buttons."""
+    label = message.get("contact_label")
+    if label:
+        return ReplyKeyboardMarkup(
+            [[KeyboardButton(label, request_contact=True)]],
+            one_time_keyboard=True,
+            resize_keyboard=True,
+        )
+    return inline_markup(message)
+
+
+def document_file(message: Outgoing) -> InputFile | None:
+    """Return the message's attached file, or None."""
+    document = message.get("document")
+    if not document:
+        return None
+    return InputFile(base64.b64decode(document["content"]), filename=document["filename"])

@@ -1,0 +1,73 @@
+"""The webhook server: Telegram posts updates here; each is stored before the 200 answer."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# A Telegram update is a few kilobytes; anything much larger is not one.
+MAX_BODY = 1024 * 1024
+
+Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """Answer that the process is up."""
+    return web.Response(text="ok")
+
+
+def build_web_app(receive: Receive, *, path: str, secret_token: str) -> web.Application:
+    """Return the aiohttp app serving `path` (updates) and /healthz."""
+    expected = secret_token.encode()
+
+    async def webhook(request: web.Request) -> web.Response:
+        """Check the secret, store the update, then acknowledge it."""
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        # Constant time: the comparison must not tell how much of a guess was right.
+        if not hmac.compare_digest(given, expected):
+            return web.Response(status=401, text="unauthorized")
+        try:
+            payload = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return web.Response(status=400, text="bad request")
+        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+            return web.Response(status=400, text="bad request")
+        # A failure to store answers 500, so Telegram delivers the update again later.
+        await receive([payload])
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post(path, webhook)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class WebhookServer:
+    """The aiohttp server of the webhook, started and stopped with the service."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.runner = web.AppRunner(app, access_log=None)
+        self.host = host
+        self.port = port
+
+    async def start(self) -> int:
+        """Start listening; return the port (the real one when 0 asked for any)."""
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        if self.runner.addresses:
+            self.port = int(self.runner.addresses[0][1])
+        log.info("webhook server listening on %s:%s", self.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop listening and finish the requests in flight."""
+        await self.runner.cleanup()

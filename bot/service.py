@@ -1,0 +1,121 @@
+"""The service: the Telegram channel in its configured mode, its workers and periodic jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
+from bot.channels.telegram_webhook import WebhookServer, build_web_app
+from bot.config import Settings
+from jobs.offers import sweep_offers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """A sweep run every `every` in its own unit of work, e.g. expiring seat offers."""
+
+    name: str
+    every: dt.timedelta
+    run: Callable[[AsyncSession, dt.datetime, Settings], Awaitable[object]]
+
+
+async def _sweep_offers(session: AsyncSession, now: dt.datetime, settings: Settings) -> int:
+    return await sweep_offers(session, now, settings.chat)
+
+
+# The periodic jobs of the service: sweeps that read what is due from the database.
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("sweep_offers", dt.timedelta(minutes=1), _sweep_offers),
+]
+
+
+async def run_periodic(
+    job: PeriodicJob,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    stopping: asyncio.Event,
+) -> None:
+    """Run `job` every `job.every` until `stopping` is set; a failed run is logged and retried."""
+    while not stopping.is_set():
+        try:
+            async with sessionmaker() as session, session.begin():
+                await job.run(session, now_utc(), settings)
+        except Exception as exc:
+            log.error("periodic job %s failed: %s", job.name, type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=job.every.total_seconds())
+
+
+async def run_service(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    stopping: asyncio.Event | None = None,
+    jobs: list[PeriodicJob] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status."""
+    stopping = stopping or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, stopping.set)
+    telegram = settings.telegram
+    channel = TelegramChannel(build_application(telegram), sessionmaker, settings)
+    server: WebhookServer | None = None
+    await channel.initialize()
+    try:
+        tasks = [asyncio.create_task(channel.work()) for _ in range(channel.workers)]
+        tasks.append(asyncio.create_task(channel.deliver_notices()))
+        job_stop = asyncio.Event()
+        tasks += [
+            asyncio.create_task(run_periodic(job, sessionmaker, settings, job_stop))
+            for job in (PERIODIC_JOBS if jobs is None else jobs)
+        ]
+        poller: asyncio.Task[None] | None = None
+        if telegram.mode == "polling":
+            poller = asyncio.create_task(channel.poll())
+        else:
+            # The config refuses webhook mode without both.
+            assert telegram.url is not None
+            assert telegram.secret_token is not None
+            secret = telegram.secret_token.get_secret_value()
+            app = build_web_app(channel.receive, path=telegram.path, secret_token=secret)
+            server = WebhookServer(app, telegram.listen_host, telegram.listen_port)
+            await server.start()
+            await channel.bot.set_webhook(
+                telegram.url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES)
+            )
+        log.info("trainingbot started (telegram, %s mode)", telegram.mode)
+        await stopping.wait()
+        log.info("trainingbot stopping")
+        if poller is not None:
+            # Nothing in a pending getUpdates is acknowledged yet: cancelling loses nothing.
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        if server is not None:
+            await server.stop()
+            server = None
+        channel.stop()
+        job_stop.set()
+        # Workers finish the update in hand, then return.
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if server is not None:
+            await server.stop()
+        await channel.shutdown()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    log.info("trainingbot stopped")
+    return 0

@@ -1,0 +1,127 @@
+"""The inbox: platform updates stored before they are acknowledged, handled from the store.
+
+An update's life: RECEIVED (stored; the platform may now forget it) → HANDLED (answered in
+the database, the rendered replies kept in `replies`, in the same unit of work as the
+flow's changes) → ANSWERED (replies sent). A crash between HANDLED and ANSWERED resends
+the replies once more; a crash before HANDLED handles the update again. An update that
+keeps failing ends FAILED after MAX_ATTEMPTS, so its chat goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from db.leases import claim_next, lease_free
+from db.models import InboundUpdate, InboxStatus
+from db.session import upsert_insert
+
+MAX_ATTEMPTS = 3
+UNFINISHED = (InboxStatus.RECEIVED, InboxStatus.HANDLED)
+
+
+async def store(
+    session: AsyncSession, channel: str, update_key: str, chat_id: str, payload: dict[str, Any]
+) -> bool:
+    """Store one update; return False when the same update was stored before (a redelivery)."""
+    result = await session.execute(
+        upsert_insert(session, InboundUpdate)
+        .values(
+            channel=channel,
+            update_key=update_key,
+            chat_id=chat_id,
+            payload=payload,
+            status=InboxStatus.RECEIVED,
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "update_key"])
+        .returning(InboundUpdate.id)
+    )
+    return result.scalar() is not None
+
+
+async def claim(
+    session: AsyncSession, channel: str, *, now: dt.datetime, lease: dt.timedelta
+) -> InboundUpdate | None:
+    """Lease the oldest unfinished update of a chat that has no earlier unfinished one.
+
+    An update is unfinished while RECEIVED (to handle) or HANDLED (replies to send); the
+    caller looks at `status` to know which. Taking only a chat's oldest unfinished update
+    keeps each chat's order even with workers in several processes; a lease that expired
+    (its worker crashed) lets another worker take the update again.
+    """
+    earlier = aliased(InboundUpdate)
+    pick = (
+        select(InboundUpdate.id)
+        .where(
+            InboundUpdate.channel == channel,
+            InboundUpdate.status.in_(UNFINISHED),
+            lease_free(InboundUpdate, now),
+            ~exists().where(
+                earlier.channel == InboundUpdate.channel,
+                earlier.chat_id == InboundUpdate.chat_id,
+                earlier.id < InboundUpdate.id,
+                earlier.status.in_(UNFINISHED),
+            ),
+        )
+        .order_by(InboundUpdate.id)
+        .limit(1)
+    )
+    row_id = await claim_next(session, InboundUpdate, pick, now=now, lease=lease)
+    if row_id is None:
+        return None
+    stmt = select(InboundUpdate).where(InboundUpdate.id == row_id)
+    return (await session.scalars(stmt.execution_options(populate_existing=True))).one()
+
+
+async def mark_handled(
+    session: AsyncSession, update_id: int, replies: list[dict[str, Any]], now: dt.datetime
+) -> None:
+    """Record that the update was answered in the database and what to send."""
+    await session.execute(
+        update(InboundUpdate)
+        .where(InboundUpdate.id == update_id)
+        .values(status=InboxStatus.HANDLED, replies=replies, handled_at=now)
+    )
+
+
+async def mark_answered(session: AsyncSession, update_id: int) -> None:
+    """Record that the update's replies were sent and release it."""
+    await session.execute(
+        update(InboundUpdate)
+        .where(InboundUpdate.id == update_id)
+        .values(status=InboxStatus.ANSWERED, lease_until=None)
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    update_id: int,
+    error: str,
+    *,
+    now: dt.datetime,
+    retry_after: dt.timedelta,
+    max_attempts: int = MAX_ATTEMPTS,
+    replies: list[dict[str, Any]] | None = None,
+) -> bool:
+    """Count a failed attempt; retry after `retry_after`, or end FAILED. Return True if FAILED.
+
+    `replies` (an apology) are kept on a FAILED update, for the record.
+    """
+    row = await session.get(InboundUpdate, update_id, populate_existing=True)
+    if row is None:
+        return True
+    row.attempts += 1
+    row.last_error = error[:1000]
+    if row.attempts >= max_attempts:
+        row.status = InboxStatus.FAILED
+        row.lease_until = None
+        if replies is not None:
+            row.replies = replies
+        return True
+    row.lease_until = now + retry_after
+    return False
