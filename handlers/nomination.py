@@ -42,11 +42,11 @@ def _person_rows(class_id: int, people: list[Person]) -> list[tuple[Button, ...]
     return [
         (
             Button(
-                Msg("nominate.person_button", {"number": number, "name": person.full_name}),
+                Msg("nominate.person_button", {"name": person.full_name}),
                 pick_nominee_data(class_id, person.id),
             ),
         )
-        for number, person in enumerate(people, start=1)
+        for person in people
     ]
 
 

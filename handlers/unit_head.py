@@ -40,14 +40,14 @@ PRESET_REASONS = (
 # Names listed per status in a class view, and pending registrations given buttons.
 MAX_NAMES = 30
 MAX_PENDING_BUTTONS = 10
-# Statuses shown in a class view, in this order.
-SHOWN_STATUSES = (
-    RegistrationStatus.PENDING_APPROVAL,
-    RegistrationStatus.CONFIRMED,
-    RegistrationStatus.OFFERED,
-    RegistrationStatus.WAITLISTED,
-    RegistrationStatus.ATTENDED,
-)
+# Statuses shown in a class view, in this order, with their headings.
+SHOWN_STATUSES = {
+    RegistrationStatus.PENDING_APPROVAL: Msg("unit.group_pending"),
+    RegistrationStatus.CONFIRMED: Msg("unit.group_confirmed"),
+    RegistrationStatus.OFFERED: Msg("unit.group_offered"),
+    RegistrationStatus.WAITLISTED: Msg("unit.group_waitlisted"),
+    RegistrationStatus.ATTENDED: Msg("unit.group_attended"),
+}
 
 
 @dataclass(frozen=True)
@@ -190,11 +190,11 @@ async def show_unit_class(
         by_status.setdefault(registration.status, []).append(registration)
     if not registrations:
         lines.append(Msg("unit.no_registrations"))
-    for status in SHOWN_STATUSES:
+    for status, heading in SHOWN_STATUSES.items():
         group = by_status.get(status, [])
         if not group:
             continue
-        lines.append(Msg("unit.group", {"status": status_name(status), "count": len(group)}))
+        lines.append(Msg("unit.group", {"status": heading, "count": len(group)}))
         for number, registration in enumerate(group[:MAX_NAMES], start=1):
             person = registration.person
             lines.append(

@@ -258,3 +258,13 @@ def test_button_data_decodes() -> None:
     assert decode_unit("rr:7:2") == ub.RejectFor(7, 2)
     assert decode_unit("nx:42:9") == ub.Nominate(42, 9)
     assert decode_unit(ub.nominee_page_data(2**31 - 1, 9999)) == ub.NomineePage(2**31 - 1, 9999)
+
+
+async def test_heads_find_unit_in_the_menu(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.say("/help")
+    assert "ul:1" in head.data()
+    learner = Chat(sessionmaker, user_id="learner")
+    await learner.say("/help")
+    assert "ul:1" not in learner.data()
