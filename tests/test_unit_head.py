@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import OutboxMessage, Person, Registration, RegistrationStatus, TrainingClass
+from db.models import (
+    ClassQuota,
+    OutboxMessage,
+    Person,
+    Registration,
+    RegistrationStatus,
+    TrainingClass,
+    Unit,
+)
 from handlers.unit_buttons import decode_unit
 from tests.factories import TODAY, Chat, add_class, add_person, add_unit, link
 
@@ -268,3 +276,32 @@ async def test_heads_find_unit_in_the_menu(sessionmaker: async_sessionmaker[Asyn
     learner = Chat(sessionmaker, user_id="learner")
     await learner.say("/help")
     assert "ul:1" not in learner.data()
+
+
+async def test_unit_classes_and_people_are_paged(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        province_unit = await session.get(Unit, w.head.unit_id)
+        assert province_unit is not None
+        province = province_unit.id
+        for n in range(6):
+            extra = await add_class(
+                session, f"P{n}", f"Lớp thêm {n}", start=START + dt.timedelta(days=n + 1)
+            )
+            session.add(ClassQuota(class_id=extra.id, unit_id=province, seats=2))
+        for n in range(4):
+            await add_person(session, f"0933000{n:03d}", f"Người {n}", province_unit)
+    head = Chat(sessionmaker, user_id="head")
+    first = await head.say("/unit")
+    assert "(trang 1/2)" in first
+    assert "ul:2" in head.data()
+    second = await head.press("ul:2")
+    assert "(trang 2/2)" in second
+    assert "P5" in second
+    assert "ul:1" in head.data()
+    await head.press(f"nm:{w.klass.id}:1")
+    assert f"nm:{w.klass.id}:2" in head.data()
+    people = await head.press(f"nm:{w.klass.id}:2")
+    assert "(trang 2/2)" in people
