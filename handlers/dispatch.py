@@ -36,6 +36,9 @@ from handlers.phrases import Intent, intent_of, list_filters
 from handlers.search import answer_query, ask_query, search, show_search_page
 from handlers.state import Context, State, Step, read_state, write_state
 from handlers.types import ChatSettings, Incoming, Msg, Reply
+from handlers.unit_buttons import decode_unit
+from handlers.unit_flow import UNIT_STEPS, answer_unit, press_unit
+from handlers.unit_head import unit_command
 
 # Longer than any question or class title; anything longer is a paste gone wrong.
 MAX_TEXT_LENGTH = 300
@@ -115,6 +118,8 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
     # Any other text answers the pending question, even a number ("45" finds K45).
     if state.step == Step.SEARCH_QUERY:
         return await answer_query(state, incoming, ctx)
+    if state.step in UNIT_STEPS:
+        return await answer_unit(state, incoming, ctx)
     if isinstance(picked, OutOfRange):
         return state, [_out_of_range(picked, ctx)]
     if state.step == Step.CHOOSE_LANGUAGE:
@@ -148,6 +153,8 @@ async def answer_text(state: State, incoming: Incoming, ctx: Context) -> Outcome
 
 async def press(state: State, data: str, ctx: Context) -> Outcome:
     """Do what a button (pressed, or chosen by typing) asks for."""
+    if (unit_action := decode_unit(data)) is not None:
+        return await press_unit(state, unit_action, ctx)
     match decode(data):
         case ShowList(query):
             return await show_list(state, query, ctx)
@@ -219,6 +226,7 @@ COMMANDS: dict[str, Command] = {
     "/lang": _lang,
     "/cancel": _cancel,
     "/logout": _logout,
+    "/unit": unit_command,
 }
 
 

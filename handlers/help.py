@@ -8,6 +8,7 @@ from dataclasses import replace
 from handlers.callbacks import Action, ListQuery, list_data
 from handlers.state import Context, State
 from handlers.types import Button, Incoming, Msg, Reply
+from handlers.unit_buttons import unit_page_data
 
 Outcome = tuple[State, list[Reply]]
 
@@ -17,13 +18,16 @@ def main_menu(ctx: Context) -> tuple[tuple[Button, ...], ...]:
     first_row = [Button(Msg("menu.upcoming"), list_data(ListQuery()))]
     if ctx.person is not None:
         first_row.append(Button(Msg("menu.eligible"), list_data(ListQuery(eligible=True))))
-    return (
+    rows: tuple[tuple[Button, ...], ...] = (
         tuple(first_row),
         (
             Button(Msg("menu.search"), Action.ASK_SEARCH.value),
             Button(Msg("menu.language"), Action.LANGUAGES.value),
         ),
     )
+    if ctx.person is not None and (ctx.person.is_unit_head or ctx.is_admin):
+        rows += ((Button(Msg("unit.menu"), unit_page_data(1)),),)
+    return rows
 
 
 def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:

@@ -23,6 +23,7 @@ class Flow(StrEnum):
 
     SEARCH = "search"
     LANGUAGE = "language"
+    UNIT = "unit"
 
 
 class Step(StrEnum):
@@ -30,9 +31,18 @@ class Step(StrEnum):
 
     SEARCH_QUERY = "search_query"
     CHOOSE_LANGUAGE = "choose_language"
+    # A unit head types why a registration (State.target) is rejected.
+    REJECT_REASON = "reject_reason"
+    # A unit head types part of a name or phone to nominate for class State.target.
+    NOMINEE_QUERY = "nominee_query"
 
 
-FLOW_OF_STEP = {Step.SEARCH_QUERY: Flow.SEARCH, Step.CHOOSE_LANGUAGE: Flow.LANGUAGE}
+FLOW_OF_STEP = {
+    Step.SEARCH_QUERY: Flow.SEARCH,
+    Step.CHOOSE_LANGUAGE: Flow.LANGUAGE,
+    Step.REJECT_REASON: Flow.UNIT,
+    Step.NOMINEE_QUERY: Flow.UNIT,
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class State:
     last_query: str | None = None
     # The buttons last shown, so typed numbers and words press them.
     choices: tuple[Choice, ...] = ()
+    # What the pending question is about (a registration or class id), kept with the step.
+    target: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,11 @@ def _text(data: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _target(data: dict[str, Any]) -> int | None:
+    value = data.get("target")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def read_state(conversation: Conversation, now: dt.datetime, default_language: str) -> State:
     """Return the state stored in `conversation`, forgetting a question that expired."""
     data = conversation.data if isinstance(conversation.data, dict) else {}
@@ -106,6 +123,7 @@ def read_state(conversation: Conversation, now: dt.datetime, default_language: s
         last_list=_text(data, "last_list"),
         last_query=_text(data, "last_query"),
         choices=choices,
+        target=_target(data) if step else None,
     )
 
 
@@ -123,4 +141,6 @@ def write_state(conversation: Conversation, state: State, now: dt.datetime) -> N
         data["last_list"] = state.last_list
     if state.last_query:
         data["last_query"] = state.last_query
+    if state.step and state.target is not None:
+        data["target"] = state.target
     conversation.data = data

@@ -1,0 +1,198 @@
+"""Read queries for unit heads: their classes, their people's registrations, their people.
+
+A scope is a set of unit ids (a head's unit and every unit under it, see
+`db.registrations.units_under`) or None for the school's admins, who see everything.
+Nothing here changes a seat: approvals and nominations go through db.registrations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from db.models import (
+    LIVE_REGISTRATION_STATUSES,
+    ChannelAccount,
+    ClassQuota,
+    ClassStatus,
+    Person,
+    Registration,
+    RegistrationStatus,
+    TrainingClass,
+)
+from db.text import fold
+
+Scope = set[int] | None
+# A filter of only digits (and spaces, dots, a +) is part of a phone number.
+PHONE_CHARACTERS = frozenset("0123456789 .+")
+
+
+@dataclass(frozen=True)
+class UnitCounts:
+    """A scope's registrations in one class by status, and the quota seats of the scope."""
+
+    statuses: Counter[RegistrationStatus] = field(default_factory=Counter)
+    # Seats of the quotas held by units in the scope; None when none of them has one.
+    quota: int | None = None
+
+
+def _concerns(scope: Scope) -> list[ColumnElement[bool]]:
+    if scope is None:
+        return []
+    units = sorted(scope)
+    has_quota = exists().where(
+        ClassQuota.class_id == TrainingClass.id, ClassQuota.unit_id.in_(units)
+    )
+    has_registration = exists().where(
+        Registration.class_id == TrainingClass.id,
+        Registration.person_id == Person.id,
+        Person.unit_id.in_(units),
+    )
+    return [or_(has_quota, has_registration)]
+
+
+def _upcoming(today: dt.date, scope: Scope) -> list[ColumnElement[bool]]:
+    return [
+        TrainingClass.start_date >= today,
+        TrainingClass.status != ClassStatus.CANCELLED,
+        *_concerns(scope),
+    ]
+
+
+async def count_classes(session: AsyncSession, scope: Scope, today: dt.date) -> int:
+    """Return how many upcoming classes concern the scope (quota or registrations in it)."""
+    stmt = select(func.count()).select_from(TrainingClass).where(*_upcoming(today, scope))
+    return (await session.scalar(stmt)) or 0
+
+
+async def classes(
+    session: AsyncSession, scope: Scope, today: dt.date, *, offset: int = 0, limit: int
+) -> list[TrainingClass]:
+    """Return upcoming classes that concern the scope, soonest first."""
+    stmt = (
+        select(TrainingClass)
+        .where(*_upcoming(today, scope))
+        .order_by(TrainingClass.start_date, TrainingClass.code)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def counts(
+    session: AsyncSession, scope: Scope, class_ids: Sequence[int]
+) -> dict[int, UnitCounts]:
+    """Return, per class, the scope's registrations by status and its quota seats."""
+    if not class_ids:
+        return {}
+    result = {class_id: UnitCounts() for class_id in class_ids}
+    stmt = (
+        select(Registration.class_id, Registration.status, func.count())
+        .join(Person, Person.id == Registration.person_id)
+        .where(Registration.class_id.in_(class_ids))
+        .group_by(Registration.class_id, Registration.status)
+    )
+    quotas = select(ClassQuota.class_id, func.sum(ClassQuota.seats)).where(
+        ClassQuota.class_id.in_(class_ids)
+    )
+    if scope is not None:
+        stmt = stmt.where(Person.unit_id.in_(sorted(scope)))
+        quotas = quotas.where(ClassQuota.unit_id.in_(sorted(scope)))
+    for class_id, status, count in await session.execute(stmt):
+        result[class_id].statuses[RegistrationStatus(status)] += count
+    for class_id, seats in await session.execute(quotas.group_by(ClassQuota.class_id)):
+        result[class_id] = UnitCounts(result[class_id].statuses, int(seats))
+    return result
+
+
+async def registrations(session: AsyncSession, scope: Scope, class_id: int) -> list[Registration]:
+    """Return the live registrations of people in the scope for the class, in order made."""
+    stmt = (
+        select(Registration)
+        .options(joinedload(Registration.person).joinedload(Person.unit))
+        .join(Person, Person.id == Registration.person_id)
+        .where(
+            Registration.class_id == class_id,
+            Registration.status.in_(LIVE_REGISTRATION_STATUSES),
+        )
+        .order_by(Registration.id)
+    )
+    if scope is not None:
+        stmt = stmt.where(Person.unit_id.in_(sorted(scope)))
+    return list((await session.scalars(stmt)).all())
+
+
+async def registration(session: AsyncSession, registration_id: int) -> Registration | None:
+    """Return a registration with its person, the person's unit and its class, or None."""
+    stmt = (
+        select(Registration)
+        .options(
+            joinedload(Registration.person).joinedload(Person.unit),
+            joinedload(Registration.training_class),
+        )
+        .where(Registration.id == registration_id)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def person(session: AsyncSession, person_id: int) -> Person | None:
+    """Return a roster person with their unit, or None."""
+    stmt = select(Person).options(joinedload(Person.unit)).where(Person.id == person_id)
+    return (await session.scalars(stmt)).first()
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+async def people(
+    session: AsyncSession, scope: Scope, text: str = "", *, offset: int = 0, limit: int
+) -> tuple[list[Person], int]:
+    """Return a page of the scope's people by name, and how many there are in all.
+
+    `text` filters: digits match anywhere in the phone number (a leading 84 or +84 read
+    as 0); words match the name ignoring case and diacritics ("nguyen van a").
+    """
+    conditions: list[ColumnElement[bool]] = []
+    if scope is not None:
+        conditions.append(Person.unit_id.in_(sorted(scope)))
+    text = text.strip()
+    if text and set(text) <= PHONE_CHARACTERS and _digits(text):
+        digits = _digits(text)
+        if text.lstrip().startswith("+84") or (digits.startswith("84") and len(digits) >= 11):
+            digits = "0" + digits[2:]
+        conditions.append(Person.phone.contains(digits, autoescape=True))
+    elif text:
+        # Names are folded here, not in SQL: SQLite lowers only ASCII, and a scope is a
+        # unit's roster (a whole province for admins: a few tens of thousands of names).
+        words = fold(text).split()
+        names = list(await session.execute(select(Person.id, Person.full_name).where(*conditions)))
+        ids = [pid for pid, name in names if all(w in fold(name).split() for w in words)]
+        if not ids:
+            ids = [pid for pid, name in names if all(w in fold(name) for w in words)]
+        conditions.append(Person.id.in_(ids))
+    total = (await session.scalar(select(func.count()).select_from(Person).where(*conditions))) or 0
+    stmt = (
+        select(Person)
+        .options(joinedload(Person.unit))
+        .where(*conditions)
+        .order_by(Person.full_name, Person.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all()), total
+
+
+async def reachable(session: AsyncSession, person_id: int) -> bool:
+    """Return whether the person has linked a chat account the bot can still reach."""
+    stmt = select(ChannelAccount.id).where(
+        ChannelAccount.person_id == person_id, ChannelAccount.reachable.is_(True)
+    )
+    return (await session.scalars(stmt.limit(1))).first() is not None

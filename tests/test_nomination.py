@@ -1,0 +1,202 @@
+"""Nominations through dispatch: a head sends someone to a class; the nominee may decline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import OutboxMessage, Person, Registration, RegistrationStatus, TrainingClass
+from db.registrations import NOMINATION_DECLINED
+from tests.factories import TODAY, Chat, add_class, add_person, add_unit, link
+from tests.test_unit_head import add_reg, outbox
+
+S = RegistrationStatus
+START = TODAY + dt.timedelta(days=20)
+
+
+@dataclass
+class World:
+    head: Person
+    nominee: Person  # linked, in a sub-unit
+    silent: Person  # not linked to any chat
+    old: Person  # too old for the class
+    outsider: Person  # a sibling unit's
+    filler: Person
+    waiting: Person
+    klass: TrainingClass  # 2 seats, age limit 50, requires approval
+    full: TrainingClass  # 1 seat, taken
+
+
+async def world(sm: async_sessionmaker[AsyncSession]) -> World:
+    async with sm() as session, session.begin():
+        province = await add_unit(session, "SNV", "Sở Nội vụ")
+        sub = await add_unit(session, "CCVT", "Chi cục Văn thư", parent=province)
+        sibling_unit = await add_unit(session, "STC", "Sở Tài chính")
+        head = await add_person(session, "0912000001", "Trần Văn Trưởng", province)
+        head.is_unit_head = True
+        nominee = await add_person(session, "0912000002", "Lê Thị Học", sub)
+        silent = await add_person(session, "0912000003", "Ngô Văn Im", sub)
+        old = await add_person(session, "0912000004", "Vũ Văn Cao", province, birth_year=1960)
+        outsider = await add_person(session, "0912000005", "Phạm Văn Khác", sibling_unit)
+        filler = await add_person(session, "0987000006", "Hoàng Thị Đầy", sibling_unit)
+        waiting = await add_person(session, "0987000007", "Đỗ Văn Chờ", sibling_unit)
+        klass = await add_class(
+            session, "KN1", "Kỹ năng lãnh đạo", start=START, capacity=2, max_age=50
+        )
+        klass.requires_approval = True
+        full = await add_class(
+            session, "KN2", "Lớp đã đầy", start=START + dt.timedelta(days=10), capacity=1
+        )
+        await add_reg(session, filler, full, S.CONFIRMED)
+        await link(session, head, "test", "head")
+        await link(session, nominee, "test", "nominee")
+        await link(session, outsider, "test", "outsider")
+        await link(session, waiting, "test", "waiting")
+    return World(head, nominee, silent, old, outsider, filler, waiting, klass, full)
+
+
+async def registrations(
+    sm: async_sessionmaker[AsyncSession], klass: TrainingClass
+) -> list[Registration]:
+    async with sm() as session:
+        stmt = (
+            select(Registration).where(Registration.class_id == klass.id).order_by(Registration.id)
+        )
+        return list((await session.scalars(stmt)).all())
+
+
+async def test_nominate_from_the_list_confirms_and_tells_the_nominee(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"uc:{w.klass.id}")
+    assert f"nm:{w.klass.id}:1" in head.data()
+    listing = await head.press(f"nm:{w.klass.id}:1")
+    assert "Lê Thị Học — Chi cục Văn thư" in listing
+    assert "Phạm Văn Khác" not in listing  # a sibling unit's
+    assert f"np:{w.klass.id}:{w.nominee.id}" in head.data()
+    confirm = await head.press(f"np:{w.klass.id}:{w.nominee.id}")
+    assert "Cử đồng chí Lê Thị Học (Chi cục Văn thư) đi học lớp KN1" in confirm
+    assert not await registrations(sessionmaker, w.klass)  # nothing until confirmed
+    done = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    assert "Đã cử đồng chí Lê Thị Học đi học lớp KN1" in done
+    assert "chưa liên kết" not in done
+    (registration,) = await registrations(sessionmaker, w.klass)
+    # The nomination is the approval, though the class requires one.
+    assert registration.status == S.CONFIRMED
+    assert registration.registered_by_id == w.head.id
+    (notice,) = await outbox(sessionmaker)
+    assert (notice.person_id, notice.kind) == (w.nominee.id, "registration.nominated")
+    assert f"nd:{registration.id}" in str(notice.payload)
+    # Pressing again: already registered, explained.
+    again = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    assert "Chưa thể cử đồng chí Lê Thị Học" in again
+    assert "đã đăng ký lớp này" in again
+
+
+async def test_typed_name_or_phone_filters_the_people(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"nm:{w.klass.id}:1")
+    by_name = await head.say("ngo van")
+    assert "Ngô Văn Im" in by_name
+    assert "Lê Thị Học" not in by_name
+    assert head.data()[0] == f"np:{w.klass.id}:{w.silent.id}"
+    by_phone = await head.say("000002")
+    assert "Lê Thị Học" in by_phone
+    assert "Ngô Văn Im" not in by_phone
+    # Typing a number presses that button of the matches.
+    assert "Cử đồng chí Lê Thị Học" in await head.say("1")
+    # Someone of another unit is not found, even by their exact phone.
+    await head.press(f"nm:{w.klass.id}:1")
+    assert "Không tìm thấy" in await head.say("0912000005")
+
+
+async def test_a_nominee_without_a_chat_is_reported_unreachable(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    done = await head.press(f"nx:{w.klass.id}:{w.silent.id}")
+    assert "Đã cử đồng chí Ngô Văn Im" in done
+    assert "Ngô Văn Im chưa liên kết tài khoản với bot" in done
+
+
+async def test_outside_scope_and_ineligible_and_full(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    for data in (f"np:{w.klass.id}:{w.outsider.id}", f"nx:{w.klass.id}:{w.outsider.id}"):
+        assert "không thuộc đơn vị do đồng chí phụ trách" in await head.press(data)
+    assert not await registrations(sessionmaker, w.klass)
+    old = await head.press(f"nx:{w.klass.id}:{w.old.id}")
+    assert "Chưa thể cử đồng chí Vũ Văn Cao đi học lớp KN1" in old
+    assert "50" in old  # the age limit, explained
+    assert not await registrations(sessionmaker, w.klass)
+    full = await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    assert "danh sách chờ, vị trí thứ 1" in full
+    statuses = [r.status for r in await registrations(sessionmaker, w.full)]
+    assert statuses == [S.CONFIRMED, S.WAITLISTED]
+    # A learner cannot nominate.
+    learner = Chat(sessionmaker, user_id="nominee")
+    assert "dành cho thủ trưởng đơn vị" in await learner.press(f"nx:{w.klass.id}:{w.silent.id}")
+    assert not await registrations(sessionmaker, w.klass)
+
+
+async def test_nominee_declines_head_told_seat_offered_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    filler_id = (await registrations(sessionmaker, w.full))[0].id
+    async with sessionmaker() as session, session.begin():
+        filler_reg = await session.get(Registration, filler_id)
+        assert filler_reg is not None
+        filler_reg.status = S.CANCELLED  # the nominee gets the one seat
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    async with sessionmaker() as session, session.begin():
+        await add_reg(session, w.waiting, w.full, S.WAITLISTED)
+    nominated = [
+        r for r in await registrations(sessionmaker, w.full) if r.person_id == w.nominee.id
+    ]
+    (registration,) = nominated
+    assert registration.status == S.CONFIRMED
+    # Someone else (the head, another learner) cannot decline it.
+    for user in ("head", "outsider", "stranger"):
+        text = await Chat(sessionmaker, user_id=user).press(f"nd:{registration.id}")
+        assert "dành cho người được cử đi học" in text
+    nominee = Chat(sessionmaker, user_id="nominee")
+    text = await nominee.press(f"nd:{registration.id}")
+    assert "Đồng chí đã từ chối cử đi học lớp KN2" in text
+    rows = {r.person_id: r for r in await registrations(sessionmaker, w.full)}
+    assert rows[w.nominee.id].status == S.CANCELLED
+    assert rows[w.nominee.id].reason == NOMINATION_DECLINED
+    assert rows[w.waiting.id].status == S.OFFERED
+    notices = await outbox(sessionmaker)
+    assert [(n.person_id, n.kind) for n in notices] == [
+        (w.nominee.id, "registration.nominated"),
+        (w.head.id, "registration.nomination_declined"),
+        (w.waiting.id, "registration.offered"),
+    ]
+    again = await nominee.press(f"nd:{registration.id}")
+    assert "Không thể từ chối" in again
+    assert len(await outbox(sessionmaker)) == 3
+
+
+async def test_only_a_nomination_can_be_declined_as_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        own = await add_reg(session, w.nominee, w.klass, S.CONFIRMED)
+    text = await Chat(sessionmaker, user_id="nominee").press(f"nd:{own}")
+    assert "dành cho người được cử đi học" in text
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(OutboxMessage))).first() is None

@@ -1,0 +1,307 @@
+"""Unit heads through dispatch: /unit, a class's registrations, approve and reject."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import (
+    ClassQuota,
+    OutboxMessage,
+    Person,
+    Registration,
+    RegistrationStatus,
+    TrainingClass,
+    Unit,
+)
+from handlers.unit_buttons import decode_unit
+from tests.factories import TODAY, Chat, add_class, add_person, add_unit, link
+
+S = RegistrationStatus
+START = TODAY + dt.timedelta(days=20)
+
+
+@dataclass
+class World:
+    head: Person
+    learner: Person  # in a unit under the head's
+    sibling: Person  # in a unit beside the head's
+    waiting: Person  # on the waitlist of the full class
+    klass: TrainingClass  # requires approval, 2 seats, quota for the head's unit
+    other: TrainingClass  # only the sibling unit's
+    pending: int  # the learner's pending registration in klass
+    sibling_pending: int  # the sibling's pending registration in klass
+    waitlisted: int
+
+
+async def add_reg(
+    session: AsyncSession, person: Person, klass: TrainingClass, status: S, **kw: object
+) -> int:
+    """Insert a registration and return its id."""
+    registration = Registration(person_id=person.id, class_id=klass.id, status=status, **kw)
+    session.add(registration)
+    await session.flush()
+    return registration.id
+
+
+async def world(sm: async_sessionmaker[AsyncSession]) -> World:
+    async with sm() as session, session.begin():
+        province = await add_unit(session, "SNV", "Sở Nội vụ")
+        sub = await add_unit(session, "CCVT", "Chi cục Văn thư", parent=province)
+        sibling_unit = await add_unit(session, "STC", "Sở Tài chính")
+        head = await add_person(session, "0912000001", "Trần Văn Trưởng", province)
+        head.is_unit_head = True
+        learner = await add_person(session, "0912000002", "Lê Thị Học", sub)
+        sibling = await add_person(session, "0912000003", "Phạm Văn Khác", sibling_unit)
+        waiting = await add_person(session, "0912000004", "Đỗ Văn Chờ", sub)
+        admin = await add_person(session, "0912000009", "Quản Trị", sibling_unit)
+        admin.is_admin = True
+        klass = await add_class(
+            session, "KN1", "Kỹ năng lãnh đạo", start=START, capacity=2, quotas={province: 5}
+        )
+        klass.requires_approval = True
+        other = await add_class(
+            session,
+            "KN2",
+            "Kỹ năng khác",
+            start=START + dt.timedelta(days=10),
+            quotas={sibling_unit: 3},
+        )
+        await add_class(session, "KN3", "Lớp không ai", start=START + dt.timedelta(days=30))
+        pending = await add_reg(session, learner, klass, S.PENDING_APPROVAL)
+        sibling_pending = await add_reg(session, sibling, klass, S.PENDING_APPROVAL)
+        waitlisted = await add_reg(session, waiting, klass, S.WAITLISTED)
+        await link(session, head, "test", "head")
+        await link(session, learner, "test", "learner")
+        await link(session, sibling, "test", "sibling")
+        await link(session, admin, "test", "admin")
+    return World(
+        head, learner, sibling, waiting, klass, other, pending, sibling_pending, waitlisted
+    )
+
+
+async def status_of(sm: async_sessionmaker[AsyncSession], registration_id: int) -> Registration:
+    async with sm() as session:
+        registration = await session.get(Registration, registration_id)
+        assert registration is not None
+        return registration
+
+
+async def outbox(sm: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
+    async with sm() as session:
+        return list((await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
+
+
+async def test_unit_is_for_heads_only(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await world(sessionmaker)
+    learner = Chat(sessionmaker, user_id="learner")
+    text = await learner.say("/unit")
+    assert "dành cho thủ trưởng đơn vị" in text
+    assert "KN1" not in text
+    visitor = Chat(sessionmaker, user_id="nobody")
+    assert "dành cho thủ trưởng đơn vị" in await visitor.say("/unit")
+
+
+async def test_head_sees_own_unit_and_sub_units_not_siblings(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.say("/unit")
+    assert "KN1" in text
+    assert "KN2" not in text
+    assert "KN3" not in text
+    # The sibling's pending registration is not the head's: 1 pending, 1 waitlisted.
+    assert "Sở Nội vụ: 1/5 chỉ tiêu, 1 chờ duyệt, 1 trong danh sách chờ" in text
+    assert head.data() == [f"uc:{w.klass.id}"]
+    detail = await head.press(f"uc:{w.klass.id}")
+    assert "Lê Thị Học — Chi cục Văn thư" in detail
+    assert "Đỗ Văn Chờ" in detail
+    assert "Phạm Văn Khác" not in detail
+    assert f"ap:{w.pending}" in head.data()
+    assert f"ap:{w.sibling_pending}" not in head.data()
+
+
+async def test_admin_sees_all_upcoming_classes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    admin = Chat(sessionmaker, user_id="admin")
+    text = await admin.say("/unit")
+    assert all(code in text for code in ("KN1", "KN2", "KN3"))
+    assert "Toàn trường: 2/2 chỗ, 2 chờ duyệt" in text
+    detail = await admin.press(f"uc:{w.klass.id}")
+    assert "Phạm Văn Khác" in detail
+    assert "Lê Thị Học" in detail
+
+
+async def test_approve_tells_the_learner_and_a_double_tap_is_polite(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.say("/unit")
+    await head.say("1")  # typed number opens the class
+    text = await head.press(f"ap:{w.pending}")
+    assert "Đã duyệt đăng ký của đồng chí Lê Thị Học" in text
+    registration = await status_of(sessionmaker, w.pending)
+    assert registration.status == S.CONFIRMED
+    assert registration.decided_by_id == w.head.id
+    notices = await outbox(sessionmaker)
+    assert [(n.person_id, n.kind) for n in notices] == [(w.learner.id, "registration.approved")]
+    assert "KN1" in str(notices[0].payload)
+    again = await head.press(f"ap:{w.pending}")
+    assert "đã được xử lý trước đó (trạng thái: đã xác nhận)" in again
+    rejected_late = await head.press(f"rj:{w.pending}")
+    assert "đã được xử lý trước đó" in rejected_late
+    assert len(await outbox(sessionmaker)) == 1
+
+
+async def test_reject_with_a_preset_reason_offers_the_seat_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    ask = await head.press(f"rj:{w.pending}")
+    assert "Vì sao không duyệt" in ask
+    assert head.data()[0] == f"rr:{w.pending}:1"
+    text = await head.press(f"rr:{w.pending}:2")
+    assert "Cần bố trí công tác tại đơn vị" in text
+    registration = await status_of(sessionmaker, w.pending)
+    assert registration.status == S.REJECTED
+    assert registration.reason == "Cần bố trí công tác tại đơn vị trong thời gian học"
+    assert (await status_of(sessionmaker, w.waitlisted)).status == S.OFFERED
+    kinds = {(n.person_id, n.kind) for n in await outbox(sessionmaker)}
+    assert kinds == {
+        (w.learner.id, "registration.rejected"),
+        (w.waiting.id, "registration.offered"),
+    }
+
+
+async def test_reject_with_a_typed_reason_and_cancel_leaves_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"rj:{w.pending}")
+    assert "Đã huỷ" in await head.say("/cancel")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    # After /cancel, text is not taken as a reason.
+    await head.say("Chưa đủ điều kiện thâm niên")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    await head.press(f"rj:{w.pending}")
+    text = await head.say("Chưa đủ điều kiện thâm niên")
+    assert "Lý do: Chưa đủ điều kiện thâm niên" in text
+    registration = await status_of(sessionmaker, w.pending)
+    assert registration.status == S.REJECTED
+    assert registration.reason == "Chưa đủ điều kiện thâm niên"
+    notices = await outbox(sessionmaker)
+    rejected = [n for n in notices if n.kind == "registration.rejected"]
+    assert len(rejected) == 1
+    assert "Chưa đủ điều kiện thâm niên" in str(rejected[0].payload)
+    assert any(n.kind == "registration.offered" for n in notices)
+
+
+async def test_forged_buttons_outside_scope_change_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    for data in (f"ap:{w.sibling_pending}", f"rj:{w.sibling_pending}", f"rr:{w.sibling_pending}:1"):
+        assert "không thuộc đơn vị do đồng chí phụ trách" in await head.press(data)
+    assert (await status_of(sessionmaker, w.sibling_pending)).status == S.PENDING_APPROVAL
+    learner = Chat(sessionmaker, user_id="learner")
+    assert "dành cho thủ trưởng đơn vị" in await learner.press(f"ap:{w.pending}")
+    assert "dành cho thủ trưởng đơn vị" in await learner.press(f"uc:{w.klass.id}")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    assert await outbox(sessionmaker) == []
+    # Unknown ids and garbage are stale buttons.
+    assert "không còn dùng được" in await head.press("ap:999999")
+    assert "không còn dùng được" in await head.press("ap:abc")
+
+
+async def test_text_where_a_button_was_expected(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"uc:{w.klass.id}")
+    # A typed number presses the numbered button; other text is answered, not an error.
+    await head.say("1")
+    assert (await status_of(sessionmaker, w.pending)).status == S.CONFIRMED
+    assert await head.say("xin chào") != ""
+    assert await head.say("99") != ""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "ap:",
+        "ap:0",
+        "ap:01",
+        "ap:1:2",
+        "rr:1",
+        "rr:1:0",
+        "rr:1:10",
+        "nm:1",
+        "nx:1",
+        "ul:x",
+        "zz:1",
+        "ap:99999999999",
+        "nd:-1",
+        "np:1:٣",
+    ],
+)
+def test_garbage_button_data_decodes_to_none(data: str) -> None:
+    assert decode_unit(data) is None
+
+
+def test_button_data_decodes() -> None:
+    from handlers import unit_buttons as ub
+
+    assert decode_unit("rr:7:2") == ub.RejectFor(7, 2)
+    assert decode_unit("nx:42:9") == ub.Nominate(42, 9)
+    assert decode_unit(ub.nominee_page_data(2**31 - 1, 9999)) == ub.NomineePage(2**31 - 1, 9999)
+
+
+async def test_heads_find_unit_in_the_menu(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.say("/help")
+    assert "ul:1" in head.data()
+    learner = Chat(sessionmaker, user_id="learner")
+    await learner.say("/help")
+    assert "ul:1" not in learner.data()
+
+
+async def test_unit_classes_and_people_are_paged(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        province_unit = await session.get(Unit, w.head.unit_id)
+        assert province_unit is not None
+        province = province_unit.id
+        for n in range(6):
+            extra = await add_class(
+                session, f"P{n}", f"Lớp thêm {n}", start=START + dt.timedelta(days=n + 1)
+            )
+            session.add(ClassQuota(class_id=extra.id, unit_id=province, seats=2))
+        for n in range(4):
+            await add_person(session, f"0933000{n:03d}", f"Người {n}", province_unit)
+    head = Chat(sessionmaker, user_id="head")
+    first = await head.say("/unit")
+    assert "(trang 1/2)" in first
+    assert "ul:2" in head.data()
+    second = await head.press("ul:2")
+    assert "(trang 2/2)" in second
+    assert "P5" in second
+    assert "ul:1" in head.data()
+    await head.press(f"nm:{w.klass.id}:1")
+    assert f"nm:{w.klass.id}:2" in head.data()
+    people = await head.press(f"nm:{w.klass.id}:2")
+    assert "(trang 2/2)" in people
