@@ -23,6 +23,7 @@ class Flow(StrEnum):
 
     SEARCH = "search"
     LANGUAGE = "language"
+    REGISTRATION = "registration"
 
 
 class Step(StrEnum):
@@ -30,9 +31,15 @@ class Step(StrEnum):
 
     SEARCH_QUERY = "search_query"
     CHOOSE_LANGUAGE = "choose_language"
+    # A yes/no question (register? cancel?) whose first button is yes and second no.
+    CONFIRM = "confirm"
 
 
-FLOW_OF_STEP = {Step.SEARCH_QUERY: Flow.SEARCH, Step.CHOOSE_LANGUAGE: Flow.LANGUAGE}
+FLOW_OF_STEP = {
+    Step.SEARCH_QUERY: Flow.SEARCH,
+    Step.CHOOSE_LANGUAGE: Flow.LANGUAGE,
+    Step.CONFIRM: Flow.REGISTRATION,
+}
 
 
 @dataclass(frozen=True)
