@@ -68,7 +68,10 @@ async def _next_step(registration: Registration, ctx: Context) -> Msg:
         case RegistrationStatus.CONFIRMED:
             starts = await regs.class_starts_at(session, training_class, ctx.zone)
             place: Param = training_class.location or Msg("my.place_unknown")
-            return Msg("my.next_confirmed", {"place": place, "when": local_time(starts, ctx.zone)})
+            # Without a schedule the class starts on its first day, at no particular hour.
+            no_hour = starts.astimezone(ctx.zone).time() == dt.time()
+            when = training_class.start_date if no_hour else local_time(starts, ctx.zone)
+            return Msg("my.next_confirmed", {"place": place, "when": when})
         case RegistrationStatus.WAITLISTED:
             position = await regs.waitlist_position(session, registration)
             return Msg("my.next_waitlisted", {"position": position})

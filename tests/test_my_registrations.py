@@ -125,7 +125,7 @@ async def test_my_lists_statuses_with_next_steps_and_buttons(
     text = await anna.say("/my")
     assert "Các đăng ký của đồng chí (5):" in text
     assert "1. A-01 «Lớp A-01» (21/12/2026 – 25/12/2026): đã xác nhận" in text
-    assert "Học tại Hội trường A, bắt đầu lúc 07:30 ngày 21/12/2026" in text
+    assert "Học tại Hội trường A, bắt đầu từ 07:30 ngày 21/12/2026" in text
     assert "B-01 «Lớp B-01» (31/12/2026 – 04/01/2027): trong danh sách chờ" in text
     assert "Vị trí số 2 trong danh sách chờ" in text
     assert "vui lòng nhận chỗ trước 10:00 ngày 02/12/2026" in text
@@ -304,6 +304,7 @@ async def test_calendar_file_of_a_confirmed_class(
     assert "LOCATION:Hội trường A\\, tầng 2\r\n" in content
     assert f"UID:class-{klass.id}@trainingbot" in content
     assert "Lịch học lớp K-01" in await anna.press(f"ic:{mine}")
+    assert "Học tại Hội trường A, tầng 2, bắt đầu từ 21/12/2026." in await anna.say("/my")
     (refused,) = await anna.send(button=f"ic:{queued}")
     assert refused.document is None
     assert "Chỉ gửi được lịch học cho đăng ký đã xác nhận" in await anna.press(f"ic:{queued}")
