@@ -67,7 +67,8 @@ async def register_button(training_class: TrainingClass, ctx: Context) -> Button
         session = ctx.repos.session
         if await regs.live_registration(session, ctx.person.id, training_class.id) is not None:
             return my_button()
-    return Button(Msg("register.button"), register_data(training_class.id))
+    label = Msg("register.button") if ctx.person is not None else Msg("register.visitor_button")
+    return Button(label, register_data(training_class.id))
 
 
 def refused_reply(training_class: TrainingClass, reasons: list[Reason]) -> Reply:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 
@@ -163,6 +164,17 @@ async def test_a_double_tap_registers_once(
     assert await _rows(sessionmaker, klass.id) == [(world.anna, S.CONFIRMED)]
 
 
+async def test_a_double_tap_at_the_same_instant_registers_once(
+    sessionmaker: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    klass = await _class(sessionmaker)
+    taps = [Chat(sessionmaker, user_id="anna").press(f"rc:{klass.id}") for _ in range(2)]
+    texts = await asyncio.gather(*taps)
+    assert sum("Đăng ký thành công" in text for text in texts) == 1
+    assert sum("rồi (trạng thái: đã xác nhận)" in text for text in texts) == 1
+    assert await _rows(sessionmaker, klass.id) == [(world.anna, S.CONFIRMED)]
+
+
 async def test_confirm_works_after_a_restart_and_after_the_step_expired(
     sessionmaker: async_sessionmaker[AsyncSession], world: World
 ) -> None:
@@ -271,7 +283,7 @@ async def test_a_visitor_is_told_to_link_their_phone(
 ) -> None:
     klass = await _class(sessionmaker)
     visitor = Chat(sessionmaker, user_id="stranger")
-    await visitor.press(f"cd:{klass.id}")
+    assert "📝 Đăng ký (cần liên kết số điện thoại)" in await visitor.press(f"cd:{klass.id}")
     assert f"rg:{klass.id}" in visitor.data()
     for data in (f"rg:{klass.id}", f"rc:{klass.id}", "my"):
         text = await visitor.press(data)
