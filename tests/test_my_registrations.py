@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.console import save_document
+from bot.channels.console import run_console, save_document
+from bot.config import Settings
 from db.models import (
     ClassSession,
     OutboxMessage,
@@ -317,3 +319,32 @@ def test_the_console_saves_a_document_under_var_calendar(
     path = save_document(Document("K-01.ics", b"BEGIN:VCALENDAR\r\n", "text/calendar"))
     assert path == Path("var/calendar/K-01.ics")
     assert (tmp_path / "var" / "calendar" / "K-01.ics").read_bytes() == b"BEGIN:VCALENDAR\r\n"
+
+
+async def test_console_registers_and_saves_the_calendar_file(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    today = dt.datetime.now(Settings().bot.zone).date()  # the console uses the clock
+    async with sessionmaker() as s, s.begin():
+        unit = await add_unit(s, "TCT", "Trường Chính trị tỉnh")
+        await add_person(s, "0912000102", "Trần Thu Trang", unit)
+        await add_class(s, "KN-01", "Kỹ năng", start=today + dt.timedelta(days=10))
+    monkeypatch.chdir(tmp_path)
+    stdout = io.StringIO()
+    status = await run_console(
+        sessionmaker,
+        Settings(),
+        as_phone="0912000102",
+        language=None,
+        stdin=io.StringIO("/class KN-01\n2\n1\n1\n"),
+        stdout=stdout,
+    )
+    out = stdout.getvalue()
+    assert status == 0
+    assert "Đồng chí xác nhận đăng ký lớp KN-01 «Kỹ năng»?" in out
+    assert "✅ Đăng ký thành công!" in out
+    assert "📎 Đã lưu tệp: var/calendar/KN-01.ics" in out
+    saved = (tmp_path / "var" / "calendar" / "KN-01.ics").read_bytes()
+    assert saved.startswith(b"BEGIN:VCALENDAR\r\n")
