@@ -25,6 +25,7 @@ from handlers.labels import (
     registration_text,
     seats_text,
 )
+from handlers.registration import register_button
 from handlers.state import Context, State
 from handlers.types import Button, Msg, Param, Reply
 
@@ -263,8 +264,10 @@ async def _detail(training_class: TrainingClass, state: State, ctx: Context) -> 
     else:
         lines.append(Msg("detail.visitor"))
     back = state.last_list or list_data(ListQuery())
+    register = await register_button(training_class, ctx)
     buttons = (
         (Button(Msg("nav.back_to_list"), back),),
+        *([(register,)] if register else []),
         (Button(Msg("menu.search"), Action.ASK_SEARCH.value),),
     )
     return Reply(lines=tuple(lines), buttons=buttons)

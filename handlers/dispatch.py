@@ -32,7 +32,11 @@ from handlers.help import (
 from handlers.i18n import supported_language
 from handlers.language import ask_language, change_language, choose_language, set_language
 from handlers.linking import log_out, looks_like_phone, share_contact, type_phone
+from handlers.my_registrations import show_my_registrations
 from handlers.phrases import Intent, intent_of, list_filters
+from handlers.registration import answer_confirmation
+from handlers.registration_buttons import decode_registration
+from handlers.registration_press import press_registration
 from handlers.search import answer_query, ask_query, search, show_search_page
 from handlers.state import Context, State, Step, read_state, write_state
 from handlers.types import ChatSettings, Incoming, Msg, Reply
@@ -120,6 +124,8 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
         return await answer_query(state, incoming, ctx)
     if state.step in UNIT_STEPS:
         return await answer_unit(state, incoming, ctx)
+    if state.step == Step.CONFIRM:
+        return await answer_confirmation(state, incoming, ctx, press)
     if isinstance(picked, OutOfRange):
         return state, [_out_of_range(picked, ctx)]
     if state.step == Step.CHOOSE_LANGUAGE:
@@ -155,6 +161,8 @@ async def press(state: State, data: str, ctx: Context) -> Outcome:
     """Do what a button (pressed, or chosen by typing) asks for."""
     if (unit_action := decode_unit(data)) is not None:
         return await press_unit(state, unit_action, ctx)
+    if (registration_button := decode_registration(data)) is not None:
+        return await press_registration(state, registration_button, ctx)
     match decode(data):
         case ShowList(query):
             return await show_list(state, query, ctx)
@@ -212,6 +220,10 @@ async def _logout(state: State, _argument: str, incoming: Incoming, ctx: Context
     return await log_out(state, incoming, ctx)
 
 
+async def _my(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_my_registrations(state, ctx)
+
+
 async def _lang(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
     return await change_language(state, argument, ctx)
 
@@ -224,6 +236,7 @@ COMMANDS: dict[str, Command] = {
     "/class": _class,
     "/search": _search,
     "/lang": _lang,
+    "/my": _my,
     "/cancel": _cancel,
     "/logout": _logout,
     "/unit": unit_command,

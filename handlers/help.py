@@ -32,7 +32,8 @@ def main_menu(ctx: Context) -> tuple[tuple[Button, ...], ...]:
 
 def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
     """Return what the bot can do, after `before` (why help is shown, if not asked for)."""
-    return Reply(lines=(*before, Msg("help.text")), buttons=main_menu(ctx))
+    mine = (Msg("help.my"),) if ctx.person is not None else ()
+    return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))
 
 
 async def start(state: State, _incoming: Incoming, ctx: Context) -> Outcome:

@@ -24,6 +24,7 @@ class Flow(StrEnum):
     SEARCH = "search"
     LANGUAGE = "language"
     UNIT = "unit"
+    REGISTRATION = "registration"
 
 
 class Step(StrEnum):
@@ -35,6 +36,8 @@ class Step(StrEnum):
     REJECT_REASON = "reject_reason"
     # A unit head types part of a name or phone to nominate for class State.target.
     NOMINEE_QUERY = "nominee_query"
+    # A yes/no question (register? cancel?) whose first button is yes and second no.
+    CONFIRM = "confirm"
 
 
 FLOW_OF_STEP = {
@@ -42,6 +45,7 @@ FLOW_OF_STEP = {
     Step.CHOOSE_LANGUAGE: Flow.LANGUAGE,
     Step.REJECT_REASON: Flow.UNIT,
     Step.NOMINEE_QUERY: Flow.UNIT,
+    Step.CONFIRM: Flow.REGISTRATION,
 }
 
 

@@ -1,7 +1,10 @@
-"""Press Register for many people at once: `python -m tests.register_storm URL CLASS_ID IDS…`.
+"""Press Confirm for many people at once: `python -m tests.register_storm URL CLASS_ID IDS…`.
 
-Run by tests/test_seat_concurrency.py, once in-process and as two processes at a time, to
-show that seats hold when 200 people register for 30 seats at the same instant.
+Each person presses the class's confirm button (`rc:CLASS_ID`) in their own chat, through
+`dispatch` as a channel would (chat account "test", user id = the person's id). Run by
+tests/test_seat_concurrency.py, once in-process and as two processes at a time, to show
+that seats hold when 200 people register for 30 seats at the same instant. Each outcome
+is printed as `confirmed` or `waitlisted:POSITION` (or the reply's message key).
 """
 
 from __future__ import annotations
@@ -12,29 +15,36 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import registrations as regs
-from db.models import Person
 from db.session import create_engine, create_sessionmaker
-from tests.factories import TODAY
+from handlers.registration_buttons import Do, button_data
+from tests.factories import NOW, Chat
+
+CHANNEL = "test"
+
+
+def chat_of(person_id: int) -> str:
+    """Return the chat user id linked to a person in the storm."""
+    return str(person_id)
 
 
 async def register_one(
     sessionmaker: async_sessionmaker[AsyncSession], person_id: int, class_id: int
 ) -> str:
-    """Register one person in their own unit of work; return the outcome's name."""
-    async with sessionmaker() as session, session.begin():
-        person = await session.get(Person, person_id)
-        assert person is not None
-        result = await regs.register(session, person, class_id, today=TODAY)
-    if isinstance(result, regs.Registered):
-        return result.registration.status.value
-    return "refused" if result is not None else "gone"
+    """Press Confirm in the person's own chat, one unit of work; return the outcome."""
+    chat = Chat(sessionmaker, user_id=chat_of(person_id), channel=CHANNEL, now=NOW)
+    (reply,) = await chat.send(button=button_data(Do.CONFIRM, class_id))
+    first = reply.lines[0]
+    if first.key == "register.confirmed":
+        return "confirmed"
+    if first.key == "register.waitlisted":
+        return f"waitlisted:{first.params['position']}"
+    return first.key
 
 
 async def storm(
     sessionmaker: async_sessionmaker[AsyncSession], class_id: int, person_ids: Sequence[int]
 ) -> list[str]:
-    """Register everyone at once; return each outcome."""
+    """Have everyone press Confirm at once; return each outcome."""
     return list(
         await asyncio.gather(*(register_one(sessionmaker, pid, class_id) for pid in person_ids))
     )

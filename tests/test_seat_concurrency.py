@@ -1,4 +1,4 @@
-"""200 people press Register for 30 seats at the same instant: never more than 30 seats held."""
+"""200 people press Confirm in their chats for 30 seats at once: never more than 30 seats held."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.models import Registration, RegistrationStatus
-from tests.factories import TODAY, add_class, add_person, add_unit
-from tests.register_storm import storm
+from tests.factories import TODAY, add_class, add_person, add_unit, link
+from tests.register_storm import CHANNEL, chat_of, storm
 
 PEOPLE = 200
 SEATS = 30
@@ -30,11 +30,17 @@ async def _setup(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, l
         people = [
             await add_person(session, f"0912{n:06d}", f"Người {n}", unit) for n in range(PEOPLE)
         ]
+        for person in people:
+            await link(session, person, CHANNEL, chat_of(person.id))
     return klass.id, [p.id for p in people]
 
 
 async def _check(sessionmaker: async_sessionmaker[AsyncSession], outcomes: list[str]) -> None:
-    assert collections.Counter(outcomes) == {"confirmed": SEATS, "waitlisted": PEOPLE - SEATS}
+    kinds = collections.Counter(outcome.split(":")[0] for outcome in outcomes)
+    assert kinds == {"confirmed": SEATS, "waitlisted": PEOPLE - SEATS}
+    # Each person waitlisted was told a different place, and the places leave no gap.
+    positions = sorted(int(o.split(":")[1]) for o in outcomes if o.startswith("waitlisted:"))
+    assert positions == list(range(1, PEOPLE - SEATS + 1))
     async with sessionmaker() as session:
         rows = (
             await session.execute(

@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TextIO
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,13 +21,15 @@ from db.repos import Repos
 from handlers.choices import render_numbered
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
-from handlers.types import Incoming, Msg
+from handlers.types import Document, Incoming, Msg
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "console"
 VISITOR = "visitor"
 PROMPT = "> "
+# Files sent in the chat (calendar entries) are saved here, relative to the working directory.
+DOCUMENTS = Path("var") / "calendar"
 
 
 class ConsoleError(Exception):
@@ -114,8 +117,21 @@ async def _say(
         if reply.ask_contact:  # no contact button here: say how a terminal proves who it is
             text += "\n" + t(Msg("console.contact_hint"), answer.language)
         stdout.write(text + "\n\n")
+    for document in (reply.document for reply in answer.replies if reply.document):
+        path = save_document(document)
+        stdout.write(
+            t(Msg("console.document_saved", {"path": str(path)}), answer.language) + "\n\n"
+        )
     stdout.flush()
     return answer.language
+
+
+def save_document(document: Document) -> Path:
+    """Write a document sent in the chat to var/calendar/ under the working directory."""
+    path = DOCUMENTS / Path(document.filename).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(document.content)
+    return path
 
 
 async def run_console(
