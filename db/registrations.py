@@ -467,6 +467,9 @@ async def decide(
         raise NotAllowed("not_found")
     if scope is not None and registration.person.unit_id not in scope:
         raise NotAllowed("not_your_unit")
+    if scope is not None and registration.person_id == decided_by.id:
+        # A unit head's own registration is decided above them: a higher unit or the school.
+        raise NotAllowed("own_registration")
     training_class = await lock_class(session, registration.class_id)
     if training_class is None:
         raise NotAllowed("not_found")

@@ -32,7 +32,12 @@ def main_menu(ctx: Context) -> tuple[tuple[Button, ...], ...]:
 
 def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
     """Return what the bot can do, after `before` (why help is shown, if not asked for)."""
-    mine = (Msg("help.my"),) if ctx.person is not None else ()
+    mine: list[Msg] = []
+    if ctx.person is not None:
+        mine.append(Msg("help.my"))
+        if ctx.person.is_unit_head or ctx.is_admin:
+            mine.append(Msg("help.unit"))
+        mine.append(Msg("help.logout"))
     return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))
 
 

@@ -235,6 +235,9 @@ async def _refused(state: State, why: str, registration_id: int, ctx: Context) -
         return stale_button(replace(state, step=None), ctx)
     if why == "not_your_unit":
         return not_your_unit(state, None)
+    if why == "own_registration":
+        back = Button(Msg("unit.back_to_class"), unit_class_data(registration.class_id))
+        return replace(state, step=None), [Reply((Msg("unit.own_registration"),), ((back,),))]
     line = Msg(
         "unit.already_decided",
         {"name": registration.person.full_name, "status": status_name(registration.status)},

@@ -305,3 +305,19 @@ async def test_unit_classes_and_people_are_paged(
     assert f"nm:{w.klass.id}:2" in head.data()
     people = await head.press(f"nm:{w.klass.id}:2")
     assert "(trang 2/2)" in people
+
+
+async def test_a_head_cannot_approve_their_own_registration(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        own = await add_reg(session, w.head, w.other, S.PENDING_APPROVAL)
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.press(f"ap:{own}")
+    assert "không thể tự duyệt đăng ký của chính mình" in text
+    assert (await status_of(sessionmaker, own)).status == S.PENDING_APPROVAL
+    # The school's admin decides it instead.
+    admin = Chat(sessionmaker, user_id="admin")
+    await admin.press(f"ap:{own}")
+    assert (await status_of(sessionmaker, own)).status == S.CONFIRMED
