@@ -7,6 +7,7 @@ and the people offered it are told through the outbox in the same unit of work.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from sqlalchemy.orm import joinedload
@@ -188,13 +189,19 @@ async def _class_of(registration: Registration, ctx: Context) -> TrainingClass:
     return training_class
 
 
-async def cancel_registration(state: State, registration_id: int, ctx: Context) -> Outcome:
-    """Cancel the registration; its seat is offered on and the next person told."""
-    state = replace(state, step=None)
-    if ctx.person is None:
-        return state, [visitor_reply(ctx)]
+SeatChange = Callable[..., Awaitable[regs.Changed]]
+
+
+async def _change_own(
+    change: SeatChange, registration_id: int, ctx: Context
+) -> regs.Changed | Reply:
+    """Apply `change` to the person's own registration and tell whoever gets a freed seat.
+
+    Returns the change, or the answer to a change that does not apply (any more).
+    """
+    assert ctx.person is not None
     try:
-        changed = await regs.cancel(
+        changed = await change(
             ctx.repos.session,
             registration_id,
             ctx.person.id,
@@ -203,9 +210,20 @@ async def cancel_registration(state: State, registration_id: int, ctx: Context) 
             window=ctx.settings.offer_window,
         )
     except regs.NotAllowed as refused:
-        return state, [_not_allowed(refused.why)]
+        return _not_allowed(refused.why)
     changed.registration.updated_at = ctx.now
     await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    return changed
+
+
+async def cancel_registration(state: State, registration_id: int, ctx: Context) -> Outcome:
+    """Cancel the registration; its seat is offered on and the next person told."""
+    state = replace(state, step=None)
+    if ctx.person is None:
+        return state, [visitor_reply(ctx)]
+    changed = await _change_own(regs.cancel, registration_id, ctx)
+    if isinstance(changed, Reply):
+        return state, [changed]
     training_class = await _class_of(changed.registration, ctx)
     reply = Reply(lines=(Msg("my.cancelled", about(training_class)),), buttons=((my_button(),),))
     return state, [reply]
@@ -216,19 +234,9 @@ async def accept_offer(state: State, registration_id: int, ctx: Context) -> Outc
     state = replace(state, step=None)
     if ctx.person is None:
         return state, [visitor_reply(ctx)]
-    try:
-        changed = await regs.accept_offer(
-            ctx.repos.session,
-            registration_id,
-            ctx.person.id,
-            now=ctx.now,
-            zone=ctx.zone,
-            window=ctx.settings.offer_window,
-        )
-    except regs.NotAllowed as refused:
-        return state, [_not_allowed(refused.why)]
-    changed.registration.updated_at = ctx.now
-    await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    changed = await _change_own(regs.accept_offer, registration_id, ctx)
+    if isinstance(changed, Reply):
+        return state, [changed]
     registration = changed.registration
     params = about(await _class_of(registration, ctx))
     buttons: list[Button] = []
@@ -250,19 +258,9 @@ async def decline_offer(state: State, registration_id: int, ctx: Context) -> Out
     state = replace(state, step=None)
     if ctx.person is None:
         return state, [visitor_reply(ctx)]
-    try:
-        changed = await regs.decline_offer(
-            ctx.repos.session,
-            registration_id,
-            ctx.person.id,
-            now=ctx.now,
-            zone=ctx.zone,
-            window=ctx.settings.offer_window,
-        )
-    except regs.NotAllowed as refused:
-        return state, [_not_allowed(refused.why)]
-    changed.registration.updated_at = ctx.now
-    await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    changed = await _change_own(regs.decline_offer, registration_id, ctx)
+    if isinstance(changed, Reply):
+        return state, [changed]
     training_class = await _class_of(changed.registration, ctx)
     reply = Reply(lines=(Msg("my.declined", about(training_class)),), buttons=((my_button(),),))
     return state, [reply]

@@ -248,16 +248,29 @@ async def _refused(state: State, why: str, registration_id: int, ctx: Context) -
 
 async def approve(state: State, registration_id: int, ctx: Context) -> Outcome:
     """Approve a pending registration of the head's people; the learner is told."""
+    return await _decide(state, registration_id, None, ctx)
+
+
+async def _decide(
+    state: State, registration_id: int, rejection: Msg | str | None, ctx: Context
+) -> Outcome:
+    """Approve (no `rejection`) or reject a pending registration; tell the learner.
+
+    A rejection's freed seat is offered down the waitlist.
+    """
     head = await head_of(ctx)
     if head is None:
         return only_heads(state, ctx)
+    stored = (
+        t(rejection, ctx.settings.default_language) if isinstance(rejection, Msg) else rejection
+    )
     try:
         changed = await decide(
             ctx.repos.session,
             registration_id,
             head.person,
-            approve=True,
-            reason=None,
+            approve=rejection is None,
+            reason=stored,
             scope=head.scope,
             now=ctx.now,
             zone=ctx.zone,
@@ -268,16 +281,24 @@ async def approve(state: State, registration_id: int, ctx: Context) -> Outcome:
     registration = changed.registration
     training_class = await ctx.repos.classes.by_id(registration.class_id)
     assert training_class is not None  # decide locked it
+    name = registration.person.full_name
+    if rejection is None:
+        kind, notice = "approved", Msg("unit.notice_approved", about(training_class))
+        done = Msg("unit.approved", {"name": name})
+    else:
+        kind = "rejected"
+        notice = Msg("unit.notice_rejected", {**about(training_class), "reason": rejection})
+        done = Msg("unit.rejected", {"name": name, "reason": rejection})
     await notify(
         ctx.repos,
         registration.person_id,
-        "registration.approved",
-        f"approved:{registration.id}",
-        Reply((Msg("unit.notice_approved", about(training_class)),)),
+        f"registration.{kind}",
+        f"{kind}:{registration.id}",
+        Reply((notice,)),
         due_at=ctx.now,
     )
-    done = Msg("unit.approved", {"name": registration.person.full_name})
-    return await show_unit_class(state, registration.class_id, ctx, (done,))
+    await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    return await show_unit_class(replace(state, step=None), registration.class_id, ctx, (done,))
 
 
 async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcome:
@@ -324,35 +345,4 @@ async def answer_reason(state: State, incoming: Incoming, ctx: Context) -> Outco
 
 async def reject(state: State, registration_id: int, reason: Msg | str, ctx: Context) -> Outcome:
     """Reject a pending registration; the learner is told why and the seat is offered on."""
-    head = await head_of(ctx)
-    if head is None:
-        return only_heads(state, ctx)
-    stored = t(reason, ctx.settings.default_language) if isinstance(reason, Msg) else reason
-    try:
-        changed = await decide(
-            ctx.repos.session,
-            registration_id,
-            head.person,
-            approve=False,
-            reason=stored,
-            scope=head.scope,
-            now=ctx.now,
-            zone=ctx.zone,
-            window=ctx.settings.offer_window,
-        )
-    except NotAllowed as refusal:
-        return await _refused(state, refusal.why, registration_id, ctx)
-    registration = changed.registration
-    training_class = await ctx.repos.classes.by_id(registration.class_id)
-    assert training_class is not None  # decide locked it
-    await notify(
-        ctx.repos,
-        registration.person_id,
-        "registration.rejected",
-        f"rejected:{registration.id}",
-        Reply((Msg("unit.notice_rejected", {**about(training_class), "reason": reason}),)),
-        due_at=ctx.now,
-    )
-    await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
-    done = Msg("unit.rejected", {"name": registration.person.full_name, "reason": reason})
-    return await show_unit_class(replace(state, step=None), registration.class_id, ctx, (done,))
+    return await _decide(state, registration_id, reason, ctx)
