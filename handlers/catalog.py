@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from db.models import ClassSession, Form, Person, Program, TrainingClass
+from db import registrations as regs
+from db.models import (
+    LIVE_REGISTRATION_STATUSES,
+    ClassSession,
+    Form,
+    Person,
+    Program,
+    RegistrationStatus,
+    TrainingClass,
+)
 from db.rules import Reason, age_limit, refusal_reasons
 from handlers.callbacks import (
     Action,
@@ -24,6 +33,7 @@ from handlers.labels import (
     refusal_text,
     registration_text,
     seats_text,
+    status_name,
 )
 from handlers.registration import register_button
 from handlers.state import Context, State
@@ -104,12 +114,42 @@ def page_buttons(page: Page, data_of_page: dict[int, str]) -> list[tuple[Button,
     return [tuple(row)] if row else []
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A person's registrations as eligibility needs them."""
+
+    # Class id → status of the person's live registration for it.
+    registered: dict[int, RegistrationStatus]
+    # Classes in which the person holds a seat, for date clashes.
+    held: list[TrainingClass]
+
+
+async def standing_of(person: Person, ctx: Context) -> Standing:
+    """Return the person's live registrations and the classes they hold seats in."""
+    session = ctx.repos.session
+    live = await regs.registrations_of(session, person.id, statuses=LIVE_REGISTRATION_STATUSES)
+    return Standing(
+        {r.class_id: r.status for r in live}, await regs.held_classes(session, person.id)
+    )
+
+
 async def refusals_by_class(
     person: Person, classes: Sequence[TrainingClass], ctx: Context
 ) -> dict[int, list[Reason]]:
     """Return why `person` may not register, per class (an empty list: eligible)."""
     quotas = await ctx.repos.classes.quota_use(person.unit_id, [c.id for c in classes])
-    return {c.id: refusal_reasons(person, c, ctx.today, quotas.get(c.id)) for c in classes}
+    standing = await standing_of(person, ctx)
+    return {
+        c.id: refusal_reasons(
+            person,
+            c,
+            ctx.today,
+            quotas.get(c.id),
+            registered=standing.registered.get(c.id),
+            held=standing.held,
+        )
+        for c in classes
+    }
 
 
 def _filter_lines(query: ListQuery) -> list[Msg]:
@@ -357,7 +397,12 @@ async def _for_person(person: Person, training_class: TrainingClass, ctx: Contex
                 {"unit": quota.unit_name, "used": quota.used, "seats": quota.seats},
             )
         )
-    reasons = refusal_reasons(person, training_class, ctx.today, quota)
+    standing = await standing_of(person, ctx)
+    status = standing.registered.get(training_class.id)
+    if status is not None:
+        lines.append(Msg("detail.registered", {"status": status_name(status)}))
+        return lines
+    reasons = refusal_reasons(person, training_class, ctx.today, quota, held=standing.held)
     if not reasons:
         lines.append(Msg("detail.eligible"))
     else:
