@@ -34,6 +34,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.roster
 	$(BIN)/python -m bench.catalog
+	$(BIN)/python -m bench.registration
 
 run: $(STAMP)
 	$(BIN)/trainingbot run
