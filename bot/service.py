@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
 from bot.channels.telegram_webhook import WebhookServer, build_web_app
 from bot.config import Settings
+from db import inbox
 from jobs.offers import sweep_offers
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,18 @@ async def _sweep_offers(session: AsyncSession, now: dt.datetime, settings: Setti
     return await sweep_offers(session, now, settings.chat)
 
 
+# Answered updates are kept this long to recognise a redelivery, then deleted.
+INBOX_RETENTION = dt.timedelta(days=7)
+
+
+async def _purge_inbox(session: AsyncSession, now: dt.datetime, _settings: Settings) -> int:
+    return await inbox.purge_answered(session, before=now - INBOX_RETENTION)
+
+
 # The periodic jobs of the service: sweeps that read what is due from the database.
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("sweep_offers", dt.timedelta(minutes=1), _sweep_offers),
+    PeriodicJob("purge_inbox", dt.timedelta(hours=1), _purge_inbox),
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -125,3 +125,20 @@ async def record_failure(
         return True
     row.lease_until = now + retry_after
     return False
+
+
+async def purge_answered(session: AsyncSession, *, before: dt.datetime) -> int:
+    """Delete answered updates received before `before`; return how many went.
+
+    Telegram redelivers an unacknowledged update for at most a day, so a week of answered
+    ids is plenty to recognise a redelivery; FAILED updates stay for inspection.
+    """
+    result = await session.execute(
+        delete(InboundUpdate)
+        .where(
+            InboundUpdate.status == InboxStatus.ANSWERED,
+            InboundUpdate.received_at < before,
+        )
+        .returning(InboundUpdate.id)
+    )
+    return len(result.all())
