@@ -8,7 +8,6 @@ bot made for that chat: sent, edited in place, answered, a file.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from db.models import (
 )
 from tests.factories import add_class, add_person, add_registration, add_unit, link
 from tests.fake_bot_api import Call, FakeBotApi, callback_update, contact_update, text_update
-from tests.telegram_support import fake_bot_api, running, settings_for
+from tests.telegram_support import fake_bot_api, in_days, running, settings_for
 
 S = RegistrationStatus
 LEARNER = 111
@@ -42,11 +41,6 @@ HEAD = 333
 async def api() -> AsyncIterator[FakeBotApi]:
     async with fake_bot_api() as api:
         yield api
-
-
-def in_days(days: int) -> dt.date:
-    """Return a date `days` from today: the channel runs on the real clock."""
-    return dt.date.today() + dt.timedelta(days=days)
 
 
 def keyboard(call: Call) -> list[str]:

@@ -19,24 +19,27 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.telegram import now_utc
 from bot.channels.telegram_webhook import SECRET_HEADER
-from db.models import InboundUpdate, InboxStatus
-from tests.factories import add_class, add_unit
+from db.models import InboundUpdate, InboxStatus, OutboxMessage, OutboxStatus, Unit
+from db.repos import Repos
+from handlers.notices import notify
+from handlers.types import Msg, Reply
+from tests.factories import add_class, add_person, add_unit, link
 from tests.fake_bot_api import FakeBotApi, text_update
 from tests.telegram_support import (
     SECRET,
     fake_bot_api,
     free_port,
+    in_days,
     inbox_rows,
     running,
     settings_for,
     wait_status,
 )
-from tests.test_telegram_journeys import in_days
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = 5
@@ -219,7 +222,7 @@ async def test_updates_acknowledged_before_a_kill_9_are_answered_after_the_resta
         assert shown in ([1, 2, 3], [1, 1, 2, 3]), (chat_id, shown)
 
 
-async def test_a_429_is_waited_out_and_the_reply_delivered(
+async def test_a_429_is_waited_out_and_the_reply_and_a_notice_delivered(
     api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
     await add_classes(sessionmaker)
@@ -228,7 +231,23 @@ async def test_a_429_is_waited_out_and_the_reply_delivered(
         await api.inject(text_update(api.next_update_id(), "/class TP-2"))
         refused, sent = await api.wait_for("sendMessage", count=2, timeout=10)
         await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+        # A notice (outbox) refused with 429 is sent again after retry_after, too.
+        api.fail_flood("sendMessage", retry_after=1)
+        async with sessionmaker() as session, session.begin():
+            unit = await session.scalar(select(Unit))
+            assert unit is not None
+            person = await add_person(session, "0912000179", "Đỗ Văn Chờ", unit)
+            await link(session, person, "telegram", "222")
+            notice = Reply(lines=(Msg("start.intro"),))
+            await notify(Repos(session), person.id, "test", "k429", notice, due_at=now_utc())
+        notice_refused, notice_sent = await api.wait_for(
+            "sendMessage", lambda p: p["chat_id"] == 222, count=2, timeout=10
+        )
     assert title_in(sent.params["text"]) == 2
     assert sent.params == refused.params
     assert sent.at - refused.at >= 1.0  # retry_after honoured
-    assert len(api.calls_of("sendMessage")) == 2
+    assert notice_sent.params == notice_refused.params
+    assert notice_sent.at - notice_refused.at >= 1.0
+    assert len(api.calls_of("sendMessage")) == 4
+    async with sessionmaker() as session:
+        assert await session.scalar(select(OutboxMessage.status)) == OutboxStatus.SENT
