@@ -39,6 +39,8 @@ class Call:
 
     method: str
     params: dict[str, Any]
+    # When the call arrived (time.monotonic()).
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -79,6 +81,8 @@ class FakeBotApi:
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, Failure] = field(default_factory=dict)
     port: int = 0
+    # Methods whose calls are held (recorded, then left unanswered) until released.
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
     _pending: list[_Pending] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
@@ -104,6 +108,7 @@ class FakeBotApi:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self.release_all()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -144,6 +149,9 @@ class FakeBotApi:
         self.calls.append(Call(method, params))
         async with self._changed:
             self._changed.notify_all()
+        gate = self.held.get(method)
+        if gate is not None:
+            await gate.wait()
         failure = self.failures.get(method)
         if failure is not None and failure.times > 0:
             failure.times -= 1
@@ -294,6 +302,16 @@ class FakeBotApi:
             f"Too Many Requests: retry after {retry_after}",
             retry_after=retry_after,
         )
+
+    def hold(self, method: str) -> None:
+        """Leave calls of `method` unanswered (a hung connection) until released."""
+        self.held[method] = asyncio.Event()
+
+    def release_all(self) -> None:
+        """Answer every held call and stop holding."""
+        for gate in self.held.values():
+            gate.set()
+        self.held.clear()
 
     def next_update_id(self) -> int:
         """Return a fresh update_id."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def in_days(days: int) -> dt.date:
+    """Return a date `days` from today: the channel runs on the real clock."""
+    return dt.date.today() + dt.timedelta(days=days)
 
 
 def settings_for(api: FakeBotApi, database_url: str, **telegram: Any) -> Settings:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -68,6 +69,10 @@ def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, 
     """Return the PTB Application for the configured bot, without PTB's own updater."""
     if settings.token is None:
         raise ValueError("no Telegram token configured")
+    # PTB 22 gives durations (a 429's retry_after) as int with a deprecation warning, raised
+    # inside the Bot API call, before the RetryAfter reaches us; opting in to timedelta, as
+    # PTB asks, makes a 429 a plain RetryAfter (an error where warnings are errors).
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     root = settings.base_url
     return (
         Application.builder()
