@@ -27,13 +27,14 @@ from db.catalog import ClassRepo
 from db.models import (
     LIVE_REGISTRATION_STATUSES,
     ClassSession,
+    ClassStatus,
     Person,
     Registration,
     RegistrationStatus,
     TrainingClass,
     Unit,
 )
-from db.rules import SEAT_STATUSES, Reason, refusal_reasons, seats_left
+from db.rules import SEAT_STATUSES, Reason, Refusal, dates_overlap, refusal_reasons, seats_left
 
 # Reasons stored on registrations that ended without the person's choice.
 OFFER_EXPIRED = "offer_expired"
@@ -134,6 +135,16 @@ async def held_classes(session: AsyncSession, person_id: int) -> list[TrainingCl
     return list((await session.scalars(stmt)).all())
 
 
+async def clashing_class(
+    session: AsyncSession, person_id: int, training_class: TrainingClass
+) -> TrainingClass | None:
+    """Return a class on the same days in which the person holds a seat, or None."""
+    for other in await held_classes(session, person_id):
+        if other.id != training_class.id and dates_overlap(training_class, other):
+            return other
+    return None
+
+
 async def waitlist_position(session: AsyncSession, registration: Registration) -> int:
     """Return the registration's place on its class's waitlist, from 1."""
     stmt = select(func.count()).where(
@@ -145,14 +156,24 @@ async def waitlist_position(session: AsyncSession, registration: Registration) -
 
 
 async def check(
-    session: AsyncSession, person: Person, training_class: TrainingClass, today: dt.date
+    session: AsyncSession,
+    person: Person,
+    training_class: TrainingClass,
+    today: dt.date,
+    *,
+    now: dt.datetime | None = None,
+    zone: ZoneInfo | None = None,
 ) -> list[Reason]:
-    """Return why `person` may not register for the class today (empty: they may)."""
+    """Return why `person` may not register for the class today (empty: they may).
+
+    With `now` and `zone`, a class whose first session has begun is refused too (a
+    deadline may fall on the first day, and a waitlist then could never move).
+    """
     quota = (await ClassRepo(session).quota_use(person.unit_id, [training_class.id])).get(
         training_class.id
     )
     existing = await live_registration(session, person.id, training_class.id)
-    return refusal_reasons(
+    reasons = refusal_reasons(
         person,
         training_class,
         today,
@@ -160,6 +181,11 @@ async def check(
         registered=existing.status if existing else None,
         held=await held_classes(session, person.id),
     )
+    if now is not None and zone is not None:
+        starts_at = await class_starts_at(session, training_class, zone)
+        if now >= starts_at:
+            reasons.insert(0, Reason(Refusal.STARTED, {"start": training_class.start_date}))
+    return reasons
 
 
 async def register(
@@ -169,6 +195,8 @@ async def register(
     *,
     today: dt.date,
     registered_by: Person | None = None,
+    now: dt.datetime | None = None,
+    zone: ZoneInfo | None = None,
 ) -> Registered | Refused | None:
     """Register `person` for the class: a seat if one is free, else the waitlist.
 
@@ -178,7 +206,7 @@ async def register(
     training_class = await lock_class(session, class_id)
     if training_class is None:
         return None
-    reasons = await check(session, person, training_class, today)
+    reasons = await check(session, person, training_class, today, now=now, zone=zone)
     if reasons:
         return Refused(reasons)
     free = seats_left(training_class.capacity, await seats_taken(session, class_id))
@@ -215,6 +243,8 @@ async def offer_free_seats(
     The class must be locked. People whose unit quota is used up are passed over and keep
     their place. Nothing is offered once the class has started.
     """
+    if training_class.status == ClassStatus.CANCELLED:
+        return []
     starts_at = await class_starts_at(session, training_class, zone)
     if now >= starts_at:
         return []
@@ -242,6 +272,8 @@ async def offer_free_seats(
         )
         if quota is not None and quota.used_up:
             continue
+        if await clashing_class(session, registration.person_id, training_class) is not None:
+            continue  # they took a class on the same days meanwhile: they keep their place
         registration.status = RegistrationStatus.OFFERED
         registration.offer_expires_at = expires_at
         await session.flush()  # the next quota count sees this offer
@@ -334,6 +366,11 @@ async def accept_offer(
     registration, training_class = await _own_registration(session, registration_id, person_id)
     if registration.status != RegistrationStatus.OFFERED:
         raise NotAllowed("no_offer")
+    if training_class.status == ClassStatus.CANCELLED:
+        raise NotAllowed("class_cancelled")
+    if await clashing_class(session, person_id, training_class) is not None:
+        # The offer stays: cancelling the other class first makes it acceptable.
+        raise NotAllowed("dates_clash")
     expires_at = registration.offer_expires_at
     if expires_at is None or expires_at <= now:
         return await _end(

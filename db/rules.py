@@ -36,6 +36,7 @@ class Refusal(StrEnum):
     THEORY_LEVEL_LOW = "theory_level_low"
     QUOTA_USED_UP = "quota_used_up"
     ALREADY_REGISTERED = "already_registered"
+    STARTED = "started"
     DATES_CLASH = "dates_clash"
 
 

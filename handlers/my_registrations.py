@@ -13,12 +13,19 @@ from dataclasses import replace
 from sqlalchemy.orm import joinedload
 
 from db import registrations as regs
-from db.models import LIVE_REGISTRATION_STATUSES, Registration, RegistrationStatus, TrainingClass
+from db.models import (
+    LIVE_REGISTRATION_STATUSES,
+    ClassStatus,
+    Registration,
+    RegistrationStatus,
+    TrainingClass,
+)
 from db.rules import SEAT_STATUSES
 from handlers.calendar import class_calendar
 from handlers.callbacks import ListQuery, list_data
 from handlers.help import Outcome
 from handlers.labels import local_time, status_name
+from handlers.notices import notify
 from handlers.registration import about, my_button, visitor_reply
 from handlers.registration_buttons import Do, button_data
 from handlers.seat_notices import notify_offers
@@ -44,6 +51,8 @@ def _not_allowed(why: str) -> Reply:
         "started": Msg("my.started"),
         "not_live": Msg("my.not_live"),
         "no_offer": Msg("my.no_offer"),
+        "dates_clash": Msg("my.dates_clash"),
+        "class_cancelled": Msg("my.class_cancelled"),
     }
     return Reply(lines=(messages.get(why, Msg("my.not_found")),), buttons=((my_button(),),))
 
@@ -65,6 +74,9 @@ async def _next_step(registration: Registration, ctx: Context) -> Msg:
     """Return what the person should know or do next about one registration."""
     training_class = registration.training_class
     session = ctx.repos.session
+    live = registration.status in LIVE_REGISTRATION_STATUSES
+    if live and training_class.status == ClassStatus.CANCELLED:
+        return Msg("my.next_class_cancelled")
     match registration.status:
         case RegistrationStatus.CONFIRMED:
             starts = await regs.class_starts_at(session, training_class, ctx.zone)
@@ -93,9 +105,13 @@ async def _next_step(registration: Registration, ctx: Context) -> Msg:
             return Msg("my.next_attended")
 
 
-def _buttons(registration: Registration, ctx: Context) -> tuple[Button, ...]:
-    code: dict[str, Param] = {"code": registration.training_class.code}
-    started = registration.training_class.start_date <= ctx.today
+async def _buttons(registration: Registration, ctx: Context) -> tuple[Button, ...]:
+    training_class = registration.training_class
+    if training_class.status == ClassStatus.CANCELLED:
+        return ()
+    code: dict[str, Param] = {"code": training_class.code}
+    starts_at = await regs.class_starts_at(ctx.repos.session, training_class, ctx.zone)
+    started = ctx.now >= starts_at
     buttons = []
     if registration.status == RegistrationStatus.CONFIRMED:
         buttons.append(
@@ -130,11 +146,12 @@ async def show_my_registrations(state: State, ctx: Context) -> Outcome:
         return state, [Reply(lines=(Msg("my.empty"),), buttons=((upcoming,),))]
     lines = [Msg("my.title", {"count": len(shown)})]
     rows = []
-    for number, registration in enumerate(shown[:MAX_SHOWN], start=1):
+    # Bullets, not numbers: in a chat without buttons numbers press the buttons below.
+    for registration in shown[:MAX_SHOWN]:
         status = status_name(registration.status.value)
-        params = {**about(registration.training_class), "number": number, "status": status}
+        params = {**about(registration.training_class), "status": status}
         lines += [Msg("my.item", params), await _next_step(registration, ctx)]
-        if buttons := _buttons(registration, ctx):
+        if buttons := await _buttons(registration, ctx):
             rows.append(buttons)
     if len(shown) > MAX_SHOWN:
         lines.append(Msg("my.more", {"count": len(shown) - MAX_SHOWN}))
@@ -213,7 +230,30 @@ async def _change_own(
         return _not_allowed(refused.why)
     changed.registration.updated_at = ctx.now
     await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    await _tell_nominator(changed.registration, ctx)
     return changed
+
+
+async def _tell_nominator(registration: Registration, ctx: Context) -> None:
+    """Tell the unit head who nominated the person that they left the class."""
+    nominator = registration.registered_by_id
+    assert ctx.person is not None
+    if (
+        registration.status != RegistrationStatus.CANCELLED
+        or nominator is None
+        or nominator == ctx.person.id
+    ):
+        return
+    training_class = await _class_of(registration, ctx)
+    notice = Msg("my.nominee_left_notice", {**about(training_class), "name": ctx.person.full_name})
+    await notify(
+        ctx.repos,
+        nominator,
+        "registration.nominee_left",
+        f"nominee-left:{registration.id}",
+        Reply(lines=(notice,)),
+        due_at=ctx.now,
+    )
 
 
 async def cancel_registration(state: State, registration_id: int, ctx: Context) -> Outcome:

@@ -95,7 +95,9 @@ async def ask_to_register(state: State, class_id: int, ctx: Context) -> Outcome:
     person = ctx.person
     if person is None:
         return replace(state, step=None), [visitor_reply(ctx)]
-    reasons = await regs.check(ctx.repos.session, person, training_class, ctx.today)
+    reasons = await regs.check(
+        ctx.repos.session, person, training_class, ctx.today, now=ctx.now, zone=ctx.zone
+    )
     if reasons:
         return replace(state, step=None), [refused_reply(training_class, reasons)]
     taken = (await ctx.repos.classes.seats_taken([class_id])).get(class_id, 0)
@@ -148,7 +150,9 @@ async def confirm_registration(state: State, class_id: int, ctx: Context) -> Out
     if person is None:
         return replace(state, step=None), [visitor_reply(ctx)]
     session = ctx.repos.session
-    result = await regs.register(session, person, class_id, today=ctx.today)
+    result = await regs.register(
+        session, person, class_id, today=ctx.today, now=ctx.now, zone=ctx.zone
+    )
     if result is None:
         return stale_button(replace(state, step=None), ctx)
     training_class = await ctx.repos.classes.by_id(class_id)

@@ -15,6 +15,7 @@ from bot.channels.console import run_console, save_document
 from bot.config import Settings
 from db.models import (
     ClassSession,
+    ClassStatus,
     OutboxMessage,
     Registration,
     RegistrationStatus,
@@ -22,7 +23,16 @@ from db.models import (
 )
 from handlers.notices import decode_reply
 from handlers.types import Document
-from tests.factories import NOW, TODAY, Chat, add_class, add_person, add_unit, link
+from tests.factories import (
+    NOW,
+    TODAY,
+    Chat,
+    add_class,
+    add_person,
+    add_registration,
+    add_unit,
+    link,
+)
 
 S = RegistrationStatus
 START = TODAY + dt.timedelta(days=20)
@@ -126,7 +136,8 @@ async def test_my_lists_statuses_with_next_steps_and_buttons(
     anna = Chat(sm, user_id="anna")
     text = await anna.say("/my")
     assert "Các đăng ký của đồng chí (5):" in text
-    assert "1. A-01 «Lớp A-01» (21/12/2026 – 25/12/2026): đã xác nhận" in text
+    # Bullets, not numbers: typed numbers press the buttons.
+    assert "• A-01 «Lớp A-01» (21/12/2026 – 25/12/2026): đã xác nhận" in text
     assert "Học tại Hội trường A, bắt đầu từ 07:30 ngày 21/12/2026" in text
     assert "B-01 «Lớp B-01» (31/12/2026 – 04/01/2027): trong danh sách chờ" in text
     assert "Vị trí số 2 trong danh sách chờ" in text
@@ -348,3 +359,46 @@ async def test_console_registers_and_saves_the_calendar_file(
     assert "📎 Đã lưu tệp: var/calendar/KN-01.ics" in out
     saved = (tmp_path / "var" / "calendar" / "KN-01.ics").read_bytes()
     assert saved.startswith(b"BEGIN:VCALENDAR\r\n")
+
+
+async def test_a_cancelled_class_says_so_and_offers_no_buttons(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "U", "Sở Nội vụ")
+        anna = await add_person(session, "0912000001", "Nguyễn Thị Anna", unit)
+        klass = await add_class(
+            session,
+            "K-01",
+            "Lớp bị huỷ",
+            start=TODAY + dt.timedelta(days=20),
+            status=ClassStatus.CANCELLED,
+        )
+        await add_registration(session, anna, klass)
+        await link(session, anna, "test", "anna")
+    chat = Chat(sessionmaker, user_id="anna")
+    text = await chat.say("/my")
+    assert "Lớp đã bị huỷ; đồng chí không cần làm gì thêm." in text
+    assert chat.data() == []
+
+
+async def test_a_nominee_who_cancels_in_my_is_reported_to_the_head(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "U", "Sở Nội vụ")
+        head = await add_person(session, "0912000002", "Trần Văn Trưởng", unit)
+        anna = await add_person(session, "0912000001", "Nguyễn Thị Anna", unit)
+        klass = await add_class(session, "K-02", "Lớp cử đi", start=TODAY + dt.timedelta(days=20))
+        registration = Registration(
+            person_id=anna.id, class_id=klass.id, status=S.CONFIRMED, registered_by_id=head.id
+        )
+        session.add(registration)
+        await link(session, anna, "test", "anna")
+    chat = Chat(sessionmaker, user_id="anna")
+    await chat.press(f"mc:{registration.id}")
+    await chat.press(f"mx:{registration.id}")
+    async with sessionmaker() as session:
+        notices = list(await session.scalars(select(OutboxMessage)))
+    assert [(n.person_id, n.kind) for n in notices] == [(head.id, "registration.nominee_left")]
+    assert "Nguyễn Thị Anna" in str(notices[0].payload)

@@ -385,3 +385,89 @@ async def test_unit_heads_decide_only_within_their_units(
             window=WINDOW,
         )
     assert approved.registration.status == S.CONFIRMED
+
+
+async def test_offers_skip_a_clash_and_accepting_refuses_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A waitlisted person who took a class on the same days is not offered, nor can accept."""
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "U", "Sở Nội vụ")
+        full = await add_class(session, "K1", "Lớp đầy", start=START, capacity=1)
+        overlapping = await add_class(
+            session, "K2", "Cùng ngày", start=START + dt.timedelta(days=1)
+        )
+        holder, anna, binh = await _people(session, unit, 3)
+    seat = await _register(sessionmaker, holder, full)
+    await _register(sessionmaker, anna, full)  # waitlisted first
+    await _register(sessionmaker, binh, full)  # waitlisted second
+    assert isinstance(seat, regs.Registered)
+    assert isinstance(await _register(sessionmaker, anna, overlapping), regs.Registered)
+    changed = await _cancel(sessionmaker, seat.registration.id, holder, NOW)
+    # Anna holds K2 on the same days: she keeps her place, Binh is offered the seat.
+    assert [o.person_id for o in changed.offers] == [binh.id]
+
+    # An offer made before the clash arose cannot be accepted while it lasts.
+    async with sessionmaker() as session, session.begin():
+        other = await add_class(
+            session, "K3", "Lớp khác", start=START + dt.timedelta(days=40), capacity=1
+        )
+        cuong, dung = await _people(session, unit, 2, first=20)
+    first = await _register(sessionmaker, cuong, other)
+    waiting = await _register(sessionmaker, dung, other)
+    assert isinstance(first, regs.Registered)
+    assert isinstance(waiting, regs.Registered)
+    offered = await _cancel(sessionmaker, first.registration.id, cuong, NOW)
+    assert [o.person_id for o in offered.offers] == [dung.id]
+    async with sessionmaker() as session, session.begin():
+        # Registering is refused while the offer holds a seat; a re-import moving K4's
+        # dates onto K3's can still make a clash.
+        same_days = await add_class(session, "K4", "Trùng K3", start=START + dt.timedelta(days=41))
+        session.add(Registration(person_id=dung.id, class_id=same_days.id, status=S.CONFIRMED))
+    async with sessionmaker() as session, session.begin():
+        with pytest.raises(regs.NotAllowed, match="dates_clash"):
+            await regs.accept_offer(
+                session, waiting.registration.id, dung.id, now=NOW, zone=DEFAULT_ZONE, window=WINDOW
+            )
+
+
+async def test_a_cancelled_class_offers_nothing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "U", "Sở Nội vụ")
+        klass = await add_class(session, "K", "Lớp", start=START, capacity=1)
+        holder, waiting = await _people(session, unit, 2)
+    seat = await _register(sessionmaker, holder, klass)
+    await _register(sessionmaker, waiting, klass)
+    assert isinstance(seat, regs.Registered)
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(TrainingClass, klass.id)
+        assert row is not None
+        row.status = ClassStatus.CANCELLED
+    changed = await _cancel(sessionmaker, seat.registration.id, holder, NOW)
+    assert changed.offers == []
+
+
+async def test_registering_after_the_first_session_began_is_refused(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A deadline on the first day would otherwise waitlist people on a list that cannot move."""
+    starts_at = NOW - dt.timedelta(hours=1)
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "U", "Sở Nội vụ")
+        klass = await add_class(session, "K", "Lớp", start=TODAY, deadline=TODAY, capacity=5)
+        await add_session(session, klass, starts_at)
+        (anna,) = await _people(session, unit, 1)
+    async with sessionmaker() as session, session.begin():
+        fresh = await session.get(Person, anna.id)
+        assert fresh is not None
+        late = await regs.register(
+            session, fresh, klass.id, today=TODAY, now=NOW, zone=DEFAULT_ZONE
+        )
+        early = await regs.check(
+            session, fresh, klass, TODAY, now=starts_at - dt.timedelta(minutes=1), zone=DEFAULT_ZONE
+        )
+    assert isinstance(late, regs.Refused)
+    assert [r.refusal for r in late.reasons] == [Refusal.STARTED]
+    assert early == []
