@@ -15,6 +15,7 @@ from db.models import Person, Registration, RegistrationStatus, TrainingClass
 from db.registrations import NotAllowed, decide, units_under
 from db.rules import SEAT_STATUSES
 from handlers.catalog import BUTTON_TITLE_LENGTH, PAGE_SIZE, page_buttons, paginate, shorten
+from handlers.choices import match_key
 from handlers.help import Outcome, help_reply, stale_button
 from handlers.i18n import t
 from handlers.labels import registration_text, status_name
@@ -25,8 +26,10 @@ from handlers.types import Button, Incoming, Msg, Param, Reply
 from handlers.unit_buttons import (
     approve_data,
     nominee_page_data,
+    reason_tag,
     reject_data,
     reject_for_data,
+    reject_typed_data,
     unit_class_data,
     unit_page_data,
 )
@@ -37,6 +40,10 @@ PRESET_REASONS = (
     Msg("unit.reason_workload"),
     Msg("unit.reason_not_matching"),
 )
+# Typed at the "why reject?" step (folded): the head changed their mind, nothing happens.
+DROP_WORDS = frozenset({"thoi", "khong", "huy", "cancel"})
+# Typed at the confirmation of a typed reason: the same as its confirm button.
+YES_WORDS = frozenset({"co", "dong y", "xac nhan", "ok", "yes"})
 # Names listed per status in a class view, and pending registrations given buttons.
 MAX_NAMES = 30
 MAX_PENDING_BUTTONS = 10
@@ -301,8 +308,8 @@ async def _decide(
     return await show_unit_class(replace(state, step=None), registration.class_id, ctx, (done,))
 
 
-async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcome:
-    """Ask why a pending registration is rejected: a preset reason or typed text."""
+async def _pending_for(state: State, registration_id: int, ctx: Context) -> Registration | Outcome:
+    """Return a pending registration the head may decide, or the answer why not."""
     head = await head_of(ctx)
     if head is None:
         return only_heads(state, ctx)
@@ -313,6 +320,17 @@ async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcom
         return not_your_unit(state, None)
     if registration.status != RegistrationStatus.PENDING_APPROVAL:
         return await _refused(state, "not_pending", registration_id, ctx)
+    return registration
+
+
+async def ask_reason(
+    state: State, registration_id: int, ctx: Context, before: Sequence[Msg] = ()
+) -> Outcome:
+    """Ask why a pending registration is rejected: a preset reason or typed text."""
+    found = await _pending_for(state, registration_id, ctx)
+    if not isinstance(found, Registration):
+        return found
+    registration = found
     prompt = Msg(
         "unit.ask_reason",
         {"name": registration.person.full_name, "code": registration.training_class.code},
@@ -322,8 +340,8 @@ async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcom
         for number, reason in enumerate(PRESET_REASONS, start=1)
     ]
     rows.append((Button(Msg("unit.back_to_class"), unit_class_data(registration.class_id)),))
-    state = replace(state, step=Step.REJECT_REASON, target=registration_id)
-    return state, [Reply((prompt,), tuple(rows))]
+    state = replace(state, step=Step.REJECT_REASON, target=registration_id, note=None)
+    return state, [Reply((*before, prompt), tuple(rows))]
 
 
 async def reject_for_preset(
@@ -337,10 +355,64 @@ async def reject_for_preset(
 
 
 async def answer_reason(state: State, incoming: Incoming, ctx: Context) -> Outcome:
-    """Reject the registration the head was asked about, for the reason they typed."""
-    if state.target is None:
-        return stale_button(replace(state, step=None), ctx)
-    return await reject(state, state.target, (incoming.text or "").strip(), ctx)
+    """Take text typed at the "why reject?" step; nothing is rejected without a press.
+
+    "thôi", "không", "huỷ" or "cancel" drop the step and go back to the class. Other text
+    is the reason, kept in the state and asked to be confirmed (a yes word typed while
+    the confirm button is shown confirms it).
+    """
+    registration_id = state.target
+    if registration_id is None:
+        return stale_button(state, ctx)
+    text = (incoming.text or "").strip()
+    key = match_key(text)
+    if key in DROP_WORDS:
+        registration = await units.registration(ctx.repos.session, registration_id)
+        state = replace(state, step=None, note=None)
+        if registration is None:
+            return stale_button(state, ctx)
+        dropped = Msg("unit.reject_dropped", {"name": registration.person.full_name})
+        return await show_unit_class(state, registration.class_id, ctx, (dropped,))
+    note = state.note
+    shown = {choice.data for choice in state.choices}
+    if note is not None and key in YES_WORDS and reject_typed_data(registration_id, note) in shown:
+        return await reject(state, registration_id, note, ctx)
+    return await confirm_reason(state, registration_id, text, ctx)
+
+
+async def confirm_reason(state: State, registration_id: int, reason: str, ctx: Context) -> Outcome:
+    """Ask the head to confirm rejecting for the reason they typed; keep it in the state."""
+    found = await _pending_for(state, registration_id, ctx)
+    if not isinstance(found, Registration):
+        return found
+    registration = found
+    question = Msg(
+        "unit.confirm_reason",
+        {
+            "name": registration.person.full_name,
+            "code": registration.training_class.code,
+            "reason": reason,
+        },
+    )
+    rows = (
+        (Button(Msg("unit.confirm_reject"), reject_typed_data(registration_id, reason)),),
+        (Button(Msg("unit.keep_pending"), unit_class_data(registration.class_id)),),
+    )
+    state = replace(state, step=Step.REJECT_REASON, target=registration_id, note=reason)
+    return state, [Reply((question,), rows)]
+
+
+async def reject_typed(state: State, registration_id: int, tag: int, ctx: Context) -> Outcome:
+    """Reject for the typed reason the head confirms; a reason no longer kept is asked again."""
+    note = state.note
+    if (
+        state.step == Step.REJECT_REASON
+        and state.target == registration_id
+        and note is not None
+        and reason_tag(note) == tag
+    ):
+        return await reject(state, registration_id, note, ctx)
+    return await ask_reason(state, registration_id, ctx, (Msg("unit.reason_not_kept"),))
 
 
 async def reject(state: State, registration_id: int, reason: Msg | str, ctx: Context) -> Outcome:

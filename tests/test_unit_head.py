@@ -18,8 +18,8 @@ from db.models import (
     TrainingClass,
     Unit,
 )
-from handlers.unit_buttons import decode_unit
-from tests.factories import TODAY, Chat, add_class, add_person, add_unit, link
+from handlers.unit_buttons import decode_unit, reason_tag
+from tests.factories import NOW, TODAY, Chat, add_class, add_person, add_unit, link
 
 S = RegistrationStatus
 START = TODAY + dt.timedelta(days=20)
@@ -194,7 +194,17 @@ async def test_reject_with_a_typed_reason_and_cancel_leaves_it(
     await head.say("Chưa đủ điều kiện thâm niên")
     assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
     await head.press(f"rj:{w.pending}")
-    text = await head.say("Chưa đủ điều kiện thâm niên")
+    asked = await head.say("Chưa đủ điều kiện thâm niên")
+    assert (
+        "Không duyệt đăng ký của đồng chí Lê Thị Học cho lớp KN1, "
+        "lý do: «Chưa đủ điều kiện thâm niên»?"
+    ) in asked
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    assert head.data() == [
+        f"rt:{w.pending}:{reason_tag('Chưa đủ điều kiện thâm niên')}",
+        f"uc:{w.klass.id}",
+    ]
+    text = await head.press(head.data()[0])
     assert "Lý do: Chưa đủ điều kiện thâm niên" in text
     registration = await status_of(sessionmaker, w.pending)
     assert registration.status == S.REJECTED
@@ -254,6 +264,9 @@ async def test_text_where_a_button_was_expected(
         "ap:99999999999",
         "nd:-1",
         "np:1:٣",
+        "rt:1",
+        "rt:1:0",
+        "rt:1:100000",
     ],
 )
 def test_garbage_button_data_decodes_to_none(data: str) -> None:
@@ -264,6 +277,10 @@ def test_button_data_decodes() -> None:
     from handlers import unit_buttons as ub
 
     assert decode_unit("rr:7:2") == ub.RejectFor(7, 2)
+    assert decode_unit("rt:7:513") == ub.RejectTyped(7, 513)
+    assert decode_unit(ub.reject_typed_data(7, "x" * 300)) == ub.RejectTyped(
+        7, ub.reason_tag("x" * 300)
+    )
     assert decode_unit("nx:42:9") == ub.Nominate(42, 9)
     assert decode_unit(ub.nominee_page_data(2**31 - 1, 9999)) == ub.NomineePage(2**31 - 1, 9999)
 
@@ -321,3 +338,81 @@ async def test_a_head_cannot_approve_their_own_registration(
     admin = Chat(sessionmaker, user_id="admin")
     await admin.press(f"ap:{own}")
     assert (await status_of(sessionmaker, own)).status == S.CONFIRMED
+
+
+@pytest.mark.parametrize("typed", ["thôi", "Không", "HUỶ", "hủy", "cancel", "Thôi."])
+async def test_typing_thoi_at_the_reason_step_rejects_nobody(
+    sessionmaker: async_sessionmaker[AsyncSession], typed: str
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"rj:{w.pending}")
+    text = await head.say(typed)
+    assert "Lê Thị Học vẫn chờ duyệt, không có gì thay đổi" in text
+    assert "📘 Lớp KN1" in text  # back at the class
+    registration = await status_of(sessionmaker, w.pending)
+    assert (registration.status, registration.reason) == (S.PENDING_APPROVAL, None)
+    # The step is gone: text typed next is not a reason either.
+    await head.say("Chưa đủ điều kiện thâm niên")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    assert await outbox(sessionmaker) == []
+
+
+async def test_a_typed_reason_waits_for_its_confirm_button(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"rj:{w.pending}")
+    await head.say("Lý do một")
+    first_confirm = head.data()[0]
+    # "Thôi" (typed or pressed) leaves the registration pending.
+    assert "📘 Lớp KN1" in await head.say("thôi")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    # A confirm button of an older reason does not confirm a newer one.
+    await head.press(f"rj:{w.pending}")
+    await head.say("Lý do hai")
+    asked_again = await head.press(first_confirm)
+    assert "không còn được lưu" in asked_again
+    assert "Vì sao không duyệt" in asked_again
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    # A reason typed at the confirmation replaces the one asked about; "có" confirms it.
+    await head.say("Lý do ba")
+    replaced = await head.say("Lý do bốn")
+    assert "«Lý do bốn»" in replaced
+    assert "Lý do ba" not in replaced
+    assert "Lý do: Lý do bốn" in await head.say("có")
+    registration = await status_of(sessionmaker, w.pending)
+    assert (registration.status, registration.reason) == (S.REJECTED, "Lý do bốn")
+
+
+async def test_a_kept_reason_lapses_with_its_step(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"rj:{w.pending}")
+    await head.say("Cần người trực cơ quan")
+    confirm = head.data()[0]
+    head.now = NOW + dt.timedelta(minutes=31)
+    text = await head.press(confirm)
+    assert "không còn được lưu" in text
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+
+
+@pytest.mark.parametrize("interruption", ["button:zz:1", "button:ap:999999", "text:/khongco"])
+async def test_a_stale_button_or_unknown_command_drops_the_reason_step(
+    sessionmaker: async_sessionmaker[AsyncSession], interruption: str
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"rj:{w.pending}")
+    kind, _, value = interruption.partition(":")
+    if kind == "button":
+        assert "không còn dùng được" in await head.press(value)
+    else:
+        assert "/khongco" in await head.say(value)
+    await head.say("kỹ năng lãnh đạo")  # a search now, not a reason
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+    await head.say("có")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
