@@ -153,16 +153,25 @@ def _digits(text: str) -> str:
 
 
 async def people(
-    session: AsyncSession, scope: Scope, text: str = "", *, offset: int = 0, limit: int
+    session: AsyncSession,
+    scope: Scope,
+    text: str = "",
+    *,
+    offset: int = 0,
+    limit: int,
+    exclude: int | None = None,
 ) -> tuple[list[Person], int]:
     """Return a page of the scope's people by name, and how many there are in all.
 
     `text` filters: digits match anywhere in the phone number (a leading 84 or +84 read
     as 0); words match the name ignoring case and diacritics ("nguyen van a").
+    `exclude` is a person left out (the head asking: they do not nominate themselves).
     """
     conditions: list[ColumnElement[bool]] = []
     if scope is not None:
         conditions.append(Person.unit_id.in_(sorted(scope)))
+    if exclude is not None:
+        conditions.append(Person.id != exclude)
     text = text.strip()
     if text and set(text) <= PHONE_CHARACTERS and _digits(text):
         digits = _digits(text)

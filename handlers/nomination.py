@@ -22,6 +22,7 @@ from handlers.catalog import PAGE_SIZE, page_buttons, paginate
 from handlers.help import Outcome, help_reply, stale_button
 from handlers.labels import refusal_text, status_name
 from handlers.notices import notify
+from handlers.registration_buttons import register_data
 from handlers.seat_notices import notify_offers
 from handlers.state import Context, State, Step
 from handlers.types import Button, Incoming, Msg, Reply
@@ -69,9 +70,12 @@ async def show_people(state: State, class_id: int, requested: int, ctx: Context)
     if training_class is None:
         return stale_button(state, ctx)
     session = ctx.repos.session
-    _, total = await units.people(session, head.scope, limit=0)
+    me = head.person.id
+    _, total = await units.people(session, head.scope, limit=0, exclude=me)
     page = paginate(requested, total)
-    people, _ = await units.people(session, head.scope, offset=page.offset, limit=PAGE_SIZE)
+    people, _ = await units.people(
+        session, head.scope, offset=page.offset, limit=PAGE_SIZE, exclude=me
+    )
     lines = [
         Msg(
             "nominate.title",
@@ -98,7 +102,9 @@ async def answer_query(state: State, incoming: Incoming, ctx: Context) -> Outcom
     if class_id is None or training_class is None:
         return stale_button(replace(state, step=None), ctx)
     text = (incoming.text or "").strip()
-    people, total = await units.people(ctx.repos.session, head.scope, text, limit=MAX_MATCHES)
+    people, total = await units.people(
+        ctx.repos.session, head.scope, text, limit=MAX_MATCHES, exclude=head.person.id
+    )
     back = (Button(Msg("unit.back_to_class"), unit_class_data(class_id)),)
     if not people:
         return state, [Reply((Msg("nominate.none_found", {"text": text}),), (back,))]
@@ -124,6 +130,14 @@ async def _nominee(state: State, class_id: int, person_id: int, ctx: Context) ->
     person = await units.person(ctx.repos.session, person_id)
     if person is None or await ctx.repos.classes.by_id(class_id) is None:
         return stale_button(state, ctx)
+    if person.id == head.person.id:
+        # Heads and admins register themselves like anyone, so a class's approval holds.
+        rows = (
+            (Button(Msg("register.button"), register_data(class_id)),),
+            (Button(Msg("nominate.back_to_people"), nominee_page_data(class_id, 1)),),
+            (Button(Msg("unit.back_to_class"), unit_class_data(class_id)),),
+        )
+        return replace(state, step=None), [Reply((Msg("nominate.not_yourself"),), rows)]
     if not head.covers(person):
         return not_your_unit(state, class_id)
     return Nominee(head, person)

@@ -200,3 +200,39 @@ async def test_only_a_nomination_can_be_declined_as_one(
     assert "dành cho người được cử đi học" in text
     async with sessionmaker() as session:
         assert (await session.scalars(select(OutboxMessage))).first() is None
+
+
+async def test_a_head_is_not_listed_and_cannot_nominate_themselves(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    listing = await head.press(f"nm:{w.klass.id}:1")
+    assert "Lê Thị Học" in listing
+    assert "Trần Văn Trưởng" not in listing
+    assert not any(d.endswith(f":{w.head.id}") for d in head.data() if d.startswith("np:"))
+    assert "Không tìm thấy" in await head.say("Trần Văn Trưởng")
+    assert "Không tìm thấy" in await head.say("0912000001")
+    # A forged or old button: refused politely, pointing to registering like anyone.
+    for data in (f"np:{w.klass.id}:{w.head.id}", f"nx:{w.klass.id}:{w.head.id}"):
+        text = await head.press(data)
+        assert "không thể tự cử mình đi học" in text
+        assert f"rg:{w.klass.id}" in head.data()
+    assert not await registrations(sessionmaker, w.klass)
+    assert await outbox(sessionmaker) == []
+
+
+async def test_an_admin_cannot_nominate_themselves_either(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        admin = await session.get(Person, w.outsider.id)
+        assert admin is not None
+        admin.is_admin = True
+    chat = Chat(sessionmaker, user_id="outsider")
+    listing = await chat.press(f"nm:{w.klass.id}:1")
+    assert "Lê Thị Học" in listing  # admins may nominate anyone else
+    assert "Phạm Văn Khác" not in listing
+    assert "không thể tự cử mình đi học" in await chat.press(f"nx:{w.klass.id}:{w.outsider.id}")
+    assert not await registrations(sessionmaker, w.klass)
