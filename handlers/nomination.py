@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from db import units
-from db.models import Person
+from db.models import Person, TrainingClass
 from db.registrations import (
     NOMINATION_DECLINED,
     NotAllowed,
@@ -18,14 +18,15 @@ from db.registrations import (
     cancel,
     register,
 )
+from db.rules import Refusal
 from handlers.catalog import PAGE_SIZE, page_buttons, paginate
 from handlers.help import Outcome, help_reply, stale_button
-from handlers.labels import refusal_text, status_name
+from handlers.labels import refusal_about, status_name
 from handlers.notices import notify
 from handlers.registration_buttons import register_data
 from handlers.seat_notices import notify_offers
 from handlers.state import Context, State, Step
-from handlers.types import Button, Incoming, Msg, Reply
+from handlers.types import Button, Incoming, Msg, Param, Reply
 from handlers.unit_buttons import (
     decline_nomination_data,
     nominate_data,
@@ -115,6 +116,24 @@ async def answer_query(state: State, incoming: Incoming, ctx: Context) -> Outcom
     return state, [Reply(tuple(lines), tuple(rows))]
 
 
+def _refusal_lines(person: Person, training_class: TrainingClass, refused: Refused) -> list[Msg]:
+    """Return why the person cannot be nominated, told about them to the head.
+
+    A person already registered (a double tap on the confirm button, say) is told as that,
+    with the registration's status: nothing failed.
+    """
+    name = person.full_name
+    for reason in refused.reasons:
+        if reason.refusal == Refusal.ALREADY_REGISTERED:
+            status = status_name(str(reason.facts.get("status")))
+            facts: dict[str, Param] = {"name": name, "code": training_class.code, "status": status}
+            return [Msg("nominate.already_registered", facts)]
+    return [
+        Msg("nominate.refused", {"name": name, "code": training_class.code}),
+        *(refusal_about(reason, name) for reason in refused.reasons),
+    ]
+
+
 @dataclass(frozen=True)
 class Nominee:
     """A person the head may nominate, and the head."""
@@ -181,11 +200,7 @@ async def nominate(state: State, class_id: int, person_id: int, ctx: Context) ->
         (Button(Msg("nominate.another"), nominee_page_data(class_id, 1)),),
     )
     if isinstance(result, Refused):
-        lines = [
-            Msg("nominate.refused", {"name": person.full_name, "code": training_class.code}),
-            *(refusal_text(reason) for reason in result.reasons),
-        ]
-        return state, [Reply(tuple(lines), back)]
+        return state, [Reply(tuple(_refusal_lines(person, training_class, result)), back)]
     registration = result.registration
     if result.position is not None:
         done = Msg(

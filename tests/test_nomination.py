@@ -93,9 +93,12 @@ async def test_nominate_from_the_list_confirms_and_tells_the_nominee(
     assert (notice.person_id, notice.kind) == (w.nominee.id, "registration.nominated")
     assert f"nd:{registration.id}" in str(notice.payload)
     # Pressing again: already registered, explained.
+    # Pressing again (a double tap): already registered, with the status; nothing failed.
     again = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
-    assert "Chưa thể cử đồng chí Lê Thị Học" in again
-    assert "đã đăng ký lớp này" in again
+    assert "Đồng chí Lê Thị Học đã có đăng ký lớp KN1 (trạng thái: đã xác nhận)" in again
+    assert "Chưa thể cử" not in again
+    assert "xem /my" not in again
+    assert len(await registrations(sessionmaker, w.klass)) == 1
 
 
 async def test_typed_name_or_phone_filters_the_people(
@@ -138,7 +141,8 @@ async def test_outside_scope_and_ineligible_and_full(
     assert not await registrations(sessionmaker, w.klass)
     old = await head.press(f"nx:{w.klass.id}:{w.old.id}")
     assert "Chưa thể cử đồng chí Vũ Văn Cao đi học lớp KN1" in old
-    assert "50" in old  # the age limit, explained
+    # The age limit, explained about the nominee, not to the head as if it were theirs.
+    assert "Năm 2026 đồng chí Vũ Văn Cao 66 tuổi, quá độ tuổi quy định" in old
     assert not await registrations(sessionmaker, w.klass)
     full = await head.press(f"nx:{w.full.id}:{w.nominee.id}")
     assert "danh sách chờ, vị trí thứ 1" in full
@@ -236,3 +240,44 @@ async def test_an_admin_cannot_nominate_themselves_either(
     assert "Phạm Văn Khác" not in listing
     assert "không thể tự cử mình đi học" in await chat.press(f"nx:{w.klass.id}:{w.outsider.id}")
     assert not await registrations(sessionmaker, w.klass)
+
+
+async def test_refusals_name_the_nominee_not_the_head(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        # The nominee holds a seat in a class on the same days, and is waitlisted in KN2.
+        clash = await add_class(session, "KN9", "Lớp trùng", start=START + dt.timedelta(days=2))
+        await add_reg(session, w.nominee, clash, S.CONFIRMED)
+        await add_reg(session, w.nominee, w.full, S.WAITLISTED)
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    assert "Chưa thể cử đồng chí Lê Thị Học đi học lớp KN1" in text
+    assert "Trùng thời gian với lớp KN9 «Lớp trùng»" in text
+    assert "mà đồng chí Lê Thị Học đang có chỗ học" in text
+    assert "mà đồng chí đang tham gia" not in text
+    waitlisted = await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    assert "Đồng chí Lê Thị Học đã có đăng ký lớp KN2 (trạng thái: " in waitlisted
+    assert "Đồng chí đã đăng ký lớp này" not in waitlisted
+    assert "/my" not in waitlisted
+    english = await head.press(f"nx:{w.klass.id}:{w.nominee.id}", "en")
+    assert "in which Lê Thị Học holds a place" in english
+
+
+def test_every_refusal_has_a_text_about_the_nominee() -> None:
+    from db.rules import Reason, Refusal
+    from handlers.i18n import t
+    from handlers.labels import refusal_about
+
+    facts = {"deadline": START, "max_age": 50, "year": 2026, "age": 60, "unit": "Sở Nội vụ"}
+    facts |= {"seats": 2, "used": 2, "status": "waitlisted", "required": "trung_cap"}
+    facts |= {"have": None, "code": "KN9", "title": "Lớp", "start": START, "end": START}
+    for refusal in Refusal:
+        for language in ("vi", "en"):
+            text = t(refusal_about(Reason(refusal, dict(facts)), "Lê Thị Học"), language)
+            assert text.startswith("• ")
+            assert "{" not in text
+            assert "đồng chí đã" not in text.lower()
+            assert "đồng chí đang" not in text.lower()
+            assert " you" not in text.lower()
