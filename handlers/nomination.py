@@ -18,7 +18,7 @@ from db.registrations import (
     cancel,
     register,
 )
-from db.rules import Refusal
+from db.rules import SEAT_STATUSES, Refusal
 from handlers.catalog import PAGE_SIZE, page_buttons, paginate
 from handlers.help import Outcome, help_reply, stale_button
 from handlers.labels import refusal_about, status_name
@@ -245,6 +245,7 @@ async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:
     if person is None or registration.person_id != person.id or nominated_by is None:
         return state, [help_reply(ctx, (Msg("nominate.not_yours"),))]
     training_class = registration.training_class
+    held_seat = registration.status in SEAT_STATUSES
     try:
         changed = await cancel(
             ctx.repos.session,
@@ -262,13 +263,21 @@ async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:
             status = status_name(registration.status)
             line = Msg("nominate.decline_too_late", {**about(training_class), "status": status})
         return state, [help_reply(ctx, (line,))]
+    # Only a seat held passes on: a waitlisted nominee leaves nothing behind.
+    facts = {"name": person.full_name, **about(training_class)}
+    if changed.offers:
+        told = Msg("nominate.notice_declined", facts)
+    elif held_seat:
+        told = Msg("nominate.notice_declined_seat_freed", facts)
+    else:
+        told = Msg("nominate.notice_declined_waitlisted", facts)
     await notify(
         ctx.repos,
         nominated_by,
         "registration.nomination_declined",
         f"nomination-declined:{registration_id}",
         Reply(
-            (Msg("nominate.notice_declined", {"name": person.full_name, **about(training_class)}),),
+            (told,),
             ((Button(Msg("unit.back_to_class"), unit_class_data(training_class.id)),),),
         ),
         due_at=ctx.now,

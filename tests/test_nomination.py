@@ -189,6 +189,7 @@ async def test_nominee_declines_head_told_seat_offered_on(
         (w.head.id, "registration.nomination_declined"),
         (w.waiting.id, "registration.offered"),
     ]
+    assert "chỗ học được chuyển cho người tiếp theo" in await declined_notice(sessionmaker)
     again = await nominee.press(f"nd:{registration.id}")
     assert "Không thể từ chối" in again
     assert len(await outbox(sessionmaker)) == 3
@@ -281,3 +282,41 @@ def test_every_refusal_has_a_text_about_the_nominee() -> None:
             assert "đồng chí đã" not in text.lower()
             assert "đồng chí đang" not in text.lower()
             assert " you" not in text.lower()
+
+
+async def declined_notice(sm: async_sessionmaker[AsyncSession]) -> str:
+    """Return the head's notice of a declined nomination, as the console prints it."""
+    from handlers.choices import render_numbered
+    from handlers.notices import decode_reply
+
+    (notice,) = [n for n in await outbox(sm) if n.kind == "registration.nomination_declined"]
+    return "\n".join(render_numbered([decode_reply(notice.payload["reply"])], "vi"))
+
+
+async def test_a_waitlisted_nominee_declining_passes_no_seat_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    assert "danh sách chờ, vị trí thứ 1" in await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    (registration,) = [
+        r for r in await registrations(sessionmaker, w.full) if r.person_id == w.nominee.id
+    ]
+    await Chat(sessionmaker, user_id="nominee").press(f"nd:{registration.id}")
+    text = await declined_notice(sessionmaker)
+    assert "Lê Thị Học đã từ chối cử đi học lớp KN2" in text
+    assert "đang trong danh sách chờ nên không có chỗ học nào thay đổi" in text
+    assert "người tiếp theo" not in text
+
+
+async def test_a_seat_declined_with_nobody_waiting_goes_back_to_the_class(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    (registration,) = await registrations(sessionmaker, w.klass)
+    await Chat(sessionmaker, user_id="nominee").press(f"nd:{registration.id}")
+    text = await declined_notice(sessionmaker)
+    assert "chỗ học của đồng chí ấy được trả lại cho lớp" in text
+    assert "người tiếp theo" not in text
