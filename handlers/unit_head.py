@@ -47,6 +47,8 @@ YES_WORDS = frozenset({"co", "dong y", "xac nhan", "ok", "yes"})
 # Names listed per status in a class view, and pending registrations given buttons.
 MAX_NAMES = 30
 MAX_PENDING_BUTTONS = 10
+# A name on an approve or reject button (two to a row on Telegram), cut beyond this.
+BUTTON_NAME_LENGTH = 24
 # Statuses shown in a class view, in this order, with their headings.
 SHOWN_STATUSES = {
     RegistrationStatus.PENDING_APPROVAL: Msg("unit.group_pending"),
@@ -202,30 +204,22 @@ async def show_unit_class(
         if not group:
             continue
         lines.append(Msg("unit.group", {"status": heading, "count": len(group)}))
-        for number, registration in enumerate(group[:MAX_NAMES], start=1):
+        # Bullets, not numbers: typed numbers press the buttons, which name the person.
+        for registration in group[:MAX_NAMES]:
             person = registration.person
             lines.append(
-                Msg(
-                    "unit.person_line",
-                    {"number": number, "name": person.full_name, "unit": person.unit.name},
-                )
+                Msg("unit.person_line", {"name": person.full_name, "unit": person.unit.name})
             )
         if len(group) > MAX_NAMES:
             lines.append(Msg("unit.more", {"count": len(group) - MAX_NAMES}))
     rows: list[tuple[Button, ...]] = []
     pending = by_status.get(RegistrationStatus.PENDING_APPROVAL, [])
-    for number, registration in enumerate(pending[:MAX_PENDING_BUTTONS], start=1):
-        name = registration.person.full_name
+    for registration in pending[:MAX_PENDING_BUTTONS]:
+        name = shorten(registration.person.full_name, BUTTON_NAME_LENGTH)
         rows.append(
             (
-                Button(
-                    Msg("unit.approve_button", {"number": number, "name": name}),
-                    approve_data(registration.id),
-                ),
-                Button(
-                    Msg("unit.reject_button", {"number": number, "name": name}),
-                    reject_data(registration.id),
-                ),
+                Button(Msg("unit.approve_button", {"name": name}), approve_data(registration.id)),
+                Button(Msg("unit.reject_button", {"name": name}), reject_data(registration.id)),
             )
         )
     if len(pending) > MAX_PENDING_BUTTONS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -416,3 +417,81 @@ async def test_a_stale_button_or_unknown_command_drops_the_reason_step(
     assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
     await head.say("có")
     assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+
+
+def numbered_lines_match_buttons(chat: Chat) -> int:
+    """Check that each numbered text line names what the button of that number does.
+
+    In the console and Zalo, buttons are listed as numbered choices after the text, and
+    typing a number presses one: a text line "2. X" must mean button 2 is about X.
+    Return how many numbered lines there were.
+    """
+    from handlers.choices import buttons_of, reply_text
+    from handlers.i18n import t
+
+    labels = [t(button.label, "vi") for button in buttons_of(chat.last)]
+    seen = 0
+    for reply in chat.last:
+        for line in reply_text(reply, "vi").splitlines():
+            found = re.match(r"\s*(\d+)\. (.+?)(?: — | «|$)", line)
+            if found:
+                seen += 1
+                number, name = int(found.group(1)), found.group(2)
+                assert name in labels[number - 1], (line, labels)
+    return seen
+
+
+async def test_class_view_has_no_numbers_to_mistake_for_buttons(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        sub = await session.get(Unit, w.learner.unit_id)
+        assert sub is not None
+        second = await add_person(session, "0912000010", "Nguyễn Thị Hai", sub)
+        second_pending = await add_reg(session, second, w.klass, S.PENDING_APPROVAL)
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.press(f"uc:{w.klass.id}")
+    assert "  • Lê Thị Học — Chi cục Văn thư" in text
+    assert "  • Nguyễn Thị Hai — Chi cục Văn thư" in text
+    assert numbered_lines_match_buttons(head) == 0
+    labels = text.split("\n\n")[-1]
+    assert "1. ✅ Duyệt: Lê Thị Học" in labels
+    assert "2. ❌ Không duyệt: Lê Thị Học" in labels
+    assert "3. ✅ Duyệt: Nguyễn Thị Hai" in labels
+    assert "4. ❌ Không duyệt: Nguyễn Thị Hai" in labels
+    # A typed name presses nothing: it is not a button's words.
+    await head.say("Nguyễn Thị Hai")
+    assert (await status_of(sessionmaker, second_pending)).status == S.PENDING_APPROVAL
+    # "2" is the button numbered 2, which names the person it is about.
+    await head.press(f"uc:{w.klass.id}")
+    assert "Vì sao không duyệt đăng ký của đồng chí Lê Thị Học" in await head.say("2")
+    assert (await status_of(sessionmaker, w.pending)).status == S.PENDING_APPROVAL
+
+
+async def test_long_names_are_shortened_on_buttons(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    long_name = "Tôn Nữ Thị Hoàng Yến Phương Thảo Nguyên"
+    async with sessionmaker() as session, session.begin():
+        person = await session.get(Person, w.learner.id)
+        assert person is not None
+        person.full_name = long_name
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.press(f"uc:{w.klass.id}")
+    assert f"• {long_name} — Chi cục Văn thư" in text
+    assert "✅ Duyệt: Tôn Nữ Thị Hoàng Yến Ph…" in text
+
+
+async def test_unit_and_nominee_lists_number_lines_as_their_buttons(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.say("/unit")
+    assert numbered_lines_match_buttons(head) >= 1
+    await head.press(f"nm:{w.klass.id}:1")
+    assert numbered_lines_match_buttons(head) == 2  # Lê Thị Học, Đỗ Văn Chờ
+    await head.say("văn")
+    assert numbered_lines_match_buttons(head) >= 1
