@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from db import units
 from db.models import Person, Registration, RegistrationStatus, TrainingClass
 from db.registrations import NotAllowed, decide, units_under
-from db.rules import SEAT_STATUSES
+from db.rules import SEAT_STATUSES, QuotaUse
 from handlers.catalog import BUTTON_TITLE_LENGTH, PAGE_SIZE, page_buttons, paginate, shorten
 from handlers.choices import match_key
 from handlers.help import Outcome, help_reply, stale_button
@@ -109,8 +109,14 @@ def about(training_class: TrainingClass) -> dict[str, Param]:
     }
 
 
-def usage_line(head: Head, training_class: TrainingClass, counts: units.UnitCounts) -> Msg:
-    """Return the scope's registrations against its quota (or, for admins, the capacity)."""
+def usage_line(
+    head: Head, training_class: TrainingClass, counts: units.UnitCounts, binding: QuotaUse | None
+) -> Msg:
+    """Return the scope's registrations against the quota that binds it (admins: capacity).
+
+    `binding` is the quota of the head's unit or of its nearest unit upward that has one
+    (ClassRepo.quota_use), the one the rules check when the head's people register.
+    """
     statuses = counts.statuses
     params: dict[str, Param] = {
         "unit": head.unit,
@@ -120,9 +126,24 @@ def usage_line(head: Head, training_class: TrainingClass, counts: units.UnitCoun
     }
     if head.scope is None:
         return Msg("unit.usage_school", {**params, "capacity": training_class.capacity})
-    if counts.quota is None:
-        return Msg("unit.usage_no_quota", params)
-    return Msg("unit.usage_quota", {**params, "seats": counts.quota})
+    if binding is not None and binding.unit_id == head.person.unit_id:
+        return Msg("unit.usage_quota", {**params, "used": binding.used, "seats": binding.seats})
+    if binding is not None:
+        quota: dict[str, Param] = {"quota_unit": binding.unit_name, "quota_used": binding.used}
+        return Msg("unit.usage_parent_quota", {**params, **quota, "seats": binding.seats})
+    if counts.quota is not None:
+        return Msg("unit.usage_sub_quotas", {**params, "seats": counts.quota})
+    if not counts.has_quotas:
+        return Msg("unit.usage_open", params)
+    return Msg("unit.usage_no_quota", params)
+
+
+async def _binding_quotas(
+    head: Head, class_ids: Sequence[int], ctx: Context
+) -> dict[int, QuotaUse]:
+    if head.scope is None:
+        return {}
+    return await ctx.repos.classes.quota_use(head.person.unit_id, class_ids)
 
 
 async def unit_command(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
@@ -136,14 +157,19 @@ async def show_units(state: State, requested: int, ctx: Context) -> Outcome:
     if head is None:
         return only_heads(state, ctx)
     session = ctx.repos.session
-    page = paginate(requested, await units.count_classes(session, head.scope, ctx.today))
+    # The units above the head's: their people may use those quotas.
+    above = set() if head.scope is None else await units.ancestors(session, head.person.unit_id)
+    total = await units.count_classes(session, head.scope, ctx.today, above=above)
+    page = paginate(requested, total)
     classes = await units.classes(
-        session, head.scope, ctx.today, offset=page.offset, limit=PAGE_SIZE
+        session, head.scope, ctx.today, above=above, offset=page.offset, limit=PAGE_SIZE
     )
     state = replace(state, step=None)
     if not classes:
         return state, [help_reply(ctx, (Msg("unit.empty", {"unit": head.unit}),))]
-    counts = await units.counts(session, head.scope, [c.id for c in classes])
+    class_ids = [c.id for c in classes]
+    counts = await units.counts(session, head.scope, class_ids)
+    binding = await _binding_quotas(head, class_ids, ctx)
     lines = [
         Msg("unit.title", {"unit": head.unit, "page": page.number, "pages": page.pages}),
         *(
@@ -152,7 +178,12 @@ async def show_units(state: State, requested: int, ctx: Context) -> Outcome:
                 {
                     "number": number,
                     **about(training_class),
-                    "usage": usage_line(head, training_class, counts[training_class.id]),
+                    "usage": usage_line(
+                        head,
+                        training_class,
+                        counts[training_class.id],
+                        binding.get(training_class.id),
+                    ),
                 },
             )
             for number, training_class in enumerate(classes, start=1)
@@ -188,10 +219,11 @@ async def show_unit_class(
     session = ctx.repos.session
     registrations = await units.registrations(session, head.scope, class_id)
     counts = (await units.counts(session, head.scope, [class_id]))[class_id]
+    binding = (await _binding_quotas(head, [class_id], ctx)).get(class_id)
     lines = [
         *before,
         Msg("unit.class_title", about(training_class)),
-        usage_line(head, training_class, counts),
+        usage_line(head, training_class, counts, binding),
         registration_text(training_class, ctx.today),
     ]
     by_status: dict[RegistrationStatus, list[Registration]] = {}

@@ -97,6 +97,13 @@ async def outbox(sm: async_sessionmaker[AsyncSession]) -> list[OutboxMessage]:
         return list((await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
 
 
+async def class_id_of(sm: async_sessionmaker[AsyncSession], code: str) -> int:
+    async with sm() as session:
+        return (
+            await session.scalars(select(TrainingClass.id).where(TrainingClass.code == code))
+        ).one()
+
+
 async def test_unit_is_for_heads_only(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     await world(sessionmaker)
     learner = Chat(sessionmaker, user_id="learner")
@@ -114,11 +121,13 @@ async def test_head_sees_own_unit_and_sub_units_not_siblings(
     head = Chat(sessionmaker, user_id="head")
     text = await head.say("/unit")
     assert "KN1" in text
-    assert "KN2" not in text
-    assert "KN3" not in text
+    assert "KN2" not in text  # only the sibling unit has a quota
+    assert "KN3" in text  # no quotas at all: open to every unit
     # The sibling's pending registration is not the head's: 1 pending, 1 waitlisted.
     assert "Sở Nội vụ: 1/5 chỉ tiêu, 1 chờ duyệt, 1 trong danh sách chờ" in text
-    assert head.data() == [f"uc:{w.klass.id}"]
+    assert "(lớp không chia chỉ tiêu, mọi đơn vị đều đăng ký được)" in text
+    kn3 = await class_id_of(sessionmaker, "KN3")
+    assert head.data() == [f"uc:{w.klass.id}", f"uc:{kn3}"]
     detail = await head.press(f"uc:{w.klass.id}")
     assert "Lê Thị Học — Chi cục Văn thư" in detail
     assert "Đỗ Văn Chờ" in detail
@@ -495,3 +504,49 @@ async def test_unit_and_nominee_lists_number_lines_as_their_buttons(
     assert numbered_lines_match_buttons(head) == 2  # Lê Thị Học, Đỗ Văn Chờ
     await head.say("văn")
     assert numbered_lines_match_buttons(head) >= 1
+
+
+async def test_a_sub_unit_head_sees_classes_under_the_parents_quota(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        sub = await session.get(Unit, w.learner.unit_id)
+        assert sub is not None
+        sub_head = await add_person(session, "0912000020", "Trưởng Chi Cục", sub)
+        sub_head.is_unit_head = True
+        await link(session, sub_head, "test", "subhead")
+        # Only the sub-unit's own quota: the province head sees it as the sub-units'.
+        await add_class(
+            session, "KN4", "Lớp chi cục", start=START + dt.timedelta(days=3), quotas={sub: 2}
+        )
+    head = Chat(sessionmaker, user_id="subhead")
+    text = await head.say("/unit")
+    # KN1's quota is the province's, which the sub-unit's people use.
+    assert "KN1" in text
+    assert (
+        "Chi cục Văn thư: 1 đăng ký giữ chỗ, 1 chờ duyệt, 1 trong danh sách chờ; "
+        "dùng chung chỉ tiêu của Sở Nội vụ: 1/5 đã dùng"
+    ) in text
+    assert "KN3" in text  # no quotas
+    assert "Chi cục Văn thư: 0/2 chỉ tiêu" in text  # KN4, its own
+    assert "KN2" not in text
+    detail = await head.press(f"uc:{w.klass.id}")
+    assert "dùng chung chỉ tiêu của Sở Nội vụ: 1/5 đã dùng" in detail
+    assert f"ap:{w.pending}" in head.data()
+    province = await Chat(sessionmaker, user_id="head").say("/unit")
+    assert "chỉ tiêu của các đơn vị trực thuộc: 2 chỗ" in province  # KN4
+
+
+async def test_a_head_can_nominate_for_a_class_without_quotas(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await world(sessionmaker)
+    kn3 = await class_id_of(sessionmaker, "KN3")
+    head = Chat(sessionmaker, user_id="head")
+    await head.say("/unit")
+    await head.press(f"uc:{kn3}")
+    assert f"nm:{kn3}:1" in head.data()
+    await head.press(f"nm:{kn3}:1")
+    assert "Cử đồng chí Lê Thị Học" in await head.say("Lê Thị Học")  # its button's words
+    assert "Đã cử đồng chí Lê Thị Học đi học lớp KN3" in await head.say("1")
