@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -25,6 +25,7 @@ from db.models import (
     Registration,
     RegistrationStatus,
     TrainingClass,
+    Unit,
 )
 from db.text import fold
 
@@ -35,49 +36,78 @@ PHONE_CHARACTERS = frozenset("0123456789 .+")
 
 @dataclass(frozen=True)
 class UnitCounts:
-    """A scope's registrations in one class by status, and the quota seats of the scope."""
+    """A scope's registrations in one class by status, and the quotas the class has."""
 
     statuses: Counter[RegistrationStatus] = field(default_factory=Counter)
     # Seats of the quotas held by units in the scope; None when none of them has one.
     quota: int | None = None
+    # Whether the class has any quota at all (for any unit); without, it is open to all.
+    has_quotas: bool = False
 
 
-def _concerns(scope: Scope) -> list[ColumnElement[bool]]:
+def _concerns(scope: Scope, above: Collection[int]) -> list[ColumnElement[bool]]:
     if scope is None:
         return []
-    units = sorted(scope)
     has_quota = exists().where(
-        ClassQuota.class_id == TrainingClass.id, ClassQuota.unit_id.in_(units)
+        ClassQuota.class_id == TrainingClass.id,
+        ClassQuota.unit_id.in_(sorted(scope | set(above))),
     )
     has_registration = exists().where(
         Registration.class_id == TrainingClass.id,
         Registration.person_id == Person.id,
-        Person.unit_id.in_(units),
+        Person.unit_id.in_(sorted(scope)),
     )
-    return [or_(has_quota, has_registration)]
+    open_to_all = ~exists().where(ClassQuota.class_id == TrainingClass.id)
+    return [or_(has_quota, has_registration, open_to_all)]
 
 
-def _upcoming(today: dt.date, scope: Scope) -> list[ColumnElement[bool]]:
+def _upcoming(today: dt.date, scope: Scope, above: Collection[int]) -> list[ColumnElement[bool]]:
     return [
         TrainingClass.start_date >= today,
         TrainingClass.status != ClassStatus.CANCELLED,
-        *_concerns(scope),
+        *_concerns(scope, above),
     ]
 
 
-async def count_classes(session: AsyncSession, scope: Scope, today: dt.date) -> int:
-    """Return how many upcoming classes concern the scope (quota or registrations in it)."""
-    stmt = select(func.count()).select_from(TrainingClass).where(*_upcoming(today, scope))
+async def ancestors(session: AsyncSession, unit_id: int) -> set[int]:
+    """Return the ids of the units above `unit_id` (its parent, their parent, …)."""
+    parents: dict[int, int | None] = {
+        child: parent for child, parent in await session.execute(select(Unit.id, Unit.parent_id))
+    }
+    found: set[int] = set()
+    parent = parents.get(unit_id)
+    while parent is not None and parent not in found and parent != unit_id:  # bad data: cycles
+        found.add(parent)
+        parent = parents.get(parent)
+    return found
+
+
+async def count_classes(
+    session: AsyncSession, scope: Scope, today: dt.date, *, above: Collection[int] = ()
+) -> int:
+    """Return how many upcoming classes concern the scope (see `classes`)."""
+    stmt = select(func.count()).select_from(TrainingClass).where(*_upcoming(today, scope, above))
     return (await session.scalar(stmt)) or 0
 
 
 async def classes(
-    session: AsyncSession, scope: Scope, today: dt.date, *, offset: int = 0, limit: int
+    session: AsyncSession,
+    scope: Scope,
+    today: dt.date,
+    *,
+    above: Collection[int] = (),
+    offset: int = 0,
+    limit: int,
 ) -> list[TrainingClass]:
-    """Return upcoming classes that concern the scope, soonest first."""
+    """Return upcoming classes that concern the scope, soonest first.
+
+    A class concerns the scope when it has a quota for a unit in the scope or above it
+    (`above`: the units whose quota the scope's people may use), registrations from the
+    scope, or no quotas at all (open to everyone). A None scope (admins) takes every class.
+    """
     stmt = (
         select(TrainingClass)
-        .where(*_upcoming(today, scope))
+        .where(*_upcoming(today, scope, above))
         .order_by(TrainingClass.start_date, TrainingClass.code)
         .offset(offset)
         .limit(limit)
@@ -88,27 +118,33 @@ async def classes(
 async def counts(
     session: AsyncSession, scope: Scope, class_ids: Sequence[int]
 ) -> dict[int, UnitCounts]:
-    """Return, per class, the scope's registrations by status and its quota seats."""
+    """Return, per class, the scope's registrations by status and the class's quotas."""
     if not class_ids:
         return {}
-    result = {class_id: UnitCounts() for class_id in class_ids}
+    statuses: dict[int, Counter[RegistrationStatus]] = {c: Counter() for c in class_ids}
     stmt = (
         select(Registration.class_id, Registration.status, func.count())
         .join(Person, Person.id == Registration.person_id)
         .where(Registration.class_id.in_(class_ids))
         .group_by(Registration.class_id, Registration.status)
     )
-    quotas = select(ClassQuota.class_id, func.sum(ClassQuota.seats)).where(
-        ClassQuota.class_id.in_(class_ids)
-    )
     if scope is not None:
         stmt = stmt.where(Person.unit_id.in_(sorted(scope)))
-        quotas = quotas.where(ClassQuota.unit_id.in_(sorted(scope)))
     for class_id, status, count in await session.execute(stmt):
-        result[class_id].statuses[RegistrationStatus(status)] += count
-    for class_id, seats in await session.execute(quotas.group_by(ClassQuota.class_id)):
-        result[class_id] = UnitCounts(result[class_id].statuses, int(seats))
-    return result
+        statuses[class_id][RegistrationStatus(status)] += count
+    seats: dict[int, int] = {}
+    with_quotas: set[int] = set()
+    quotas = select(ClassQuota.class_id, ClassQuota.unit_id, ClassQuota.seats).where(
+        ClassQuota.class_id.in_(class_ids)
+    )
+    for class_id, unit_id, quota_seats in await session.execute(quotas):
+        with_quotas.add(class_id)
+        if scope is None or unit_id in scope:
+            seats[class_id] = seats.get(class_id, 0) + quota_seats
+    return {
+        class_id: UnitCounts(statuses[class_id], seats.get(class_id), class_id in with_quotas)
+        for class_id in class_ids
+    }
 
 
 async def registrations(session: AsyncSession, scope: Scope, class_id: int) -> list[Registration]:
@@ -153,16 +189,25 @@ def _digits(text: str) -> str:
 
 
 async def people(
-    session: AsyncSession, scope: Scope, text: str = "", *, offset: int = 0, limit: int
+    session: AsyncSession,
+    scope: Scope,
+    text: str = "",
+    *,
+    offset: int = 0,
+    limit: int,
+    exclude: int | None = None,
 ) -> tuple[list[Person], int]:
     """Return a page of the scope's people by name, and how many there are in all.
 
     `text` filters: digits match anywhere in the phone number (a leading 84 or +84 read
     as 0); words match the name ignoring case and diacritics ("nguyen van a").
+    `exclude` is a person left out (the head asking: they do not nominate themselves).
     """
     conditions: list[ColumnElement[bool]] = []
     if scope is not None:
         conditions.append(Person.unit_id.in_(sorted(scope)))
+    if exclude is not None:
+        conditions.append(Person.id != exclude)
     text = text.strip()
     if text and set(text) <= PHONE_CHARACTERS and _digits(text):
         digits = _digits(text)

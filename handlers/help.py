@@ -64,10 +64,19 @@ async def cancel(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
 
 
 def unknown_command(state: State, command: str, ctx: Context) -> Outcome:
-    """Answer a /command the bot does not know; keep any pending question."""
-    return state, [help_reply(ctx, (Msg("help.unknown_command", {"command": command}),))]
+    """Answer a /command the bot does not know; drop any pending question.
+
+    Whatever is typed next must not be taken as the answer to a question asked before.
+    """
+    return replace(state, step=None), [
+        help_reply(ctx, (Msg("help.unknown_command", {"command": command}),))
+    ]
 
 
 def stale_button(state: State, ctx: Context) -> Outcome:
-    """Answer a button whose data no longer applies (old message, deleted class, forgery)."""
-    return state, [help_reply(ctx, (Msg("button.stale"),))]
+    """Answer a button whose data no longer applies (old message, deleted class, forgery).
+
+    Any pending question is dropped: the help shown replaces it, so text typed next is
+    read afresh, never as a late answer (a rejection reason, say).
+    """
+    return replace(state, step=None), [help_reply(ctx, (Msg("button.stale"),))]

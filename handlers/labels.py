@@ -65,8 +65,7 @@ def registration_text(training_class: TrainingClass, today: dt.date) -> Msg:
             return Msg("class.deadline_passed", {"deadline": deadline})
 
 
-def refusal_text(reason: Reason) -> Msg:
-    """Return one reason a person may not register, as a bullet line."""
+def _refusal_params(reason: Reason) -> dict[str, Param]:
     params: dict[str, Param] = dict(reason.facts)
     if reason.refusal == Refusal.ALREADY_REGISTERED:
         status = reason.facts.get("status")
@@ -76,4 +75,18 @@ def refusal_text(reason: Reason) -> Msg:
         have = reason.facts.get("have")
         params["required"] = level_name(required if isinstance(required, str) else None)
         params["have"] = level_name(have if isinstance(have, str) else None)
-    return Msg(f"refusal.{reason.refusal.value}", params)
+    return params
+
+
+def refusal_text(reason: Reason) -> Msg:
+    """Return one reason a person may not register, as a bullet line."""
+    return Msg(f"refusal.{reason.refusal.value}", _refusal_params(reason))
+
+
+def refusal_about(reason: Reason, name: str) -> Msg:
+    """Return one reason `name` may not be registered, told to a unit head, as a bullet line.
+
+    The learner's texts (refusal_text) speak to the learner ("đồng chí đã đăng ký…");
+    these name the person, for a head nominating them.
+    """
+    return Msg(f"nominee_refusal.{reason.refusal.value}", {**_refusal_params(reason), "name": name})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from db import units
-from db.models import Person
+from db.models import Person, TrainingClass
 from db.registrations import (
     NOMINATION_DECLINED,
     NotAllowed,
@@ -18,13 +18,15 @@ from db.registrations import (
     cancel,
     register,
 )
+from db.rules import SEAT_STATUSES, Refusal
 from handlers.catalog import PAGE_SIZE, page_buttons, paginate
 from handlers.help import Outcome, help_reply, stale_button
-from handlers.labels import refusal_text, status_name
+from handlers.labels import refusal_about, status_name
 from handlers.notices import notify
+from handlers.registration_buttons import register_data
 from handlers.seat_notices import notify_offers
 from handlers.state import Context, State, Step
-from handlers.types import Button, Incoming, Msg, Reply
+from handlers.types import Button, Incoming, Msg, Param, Reply
 from handlers.unit_buttons import (
     decline_nomination_data,
     nominate_data,
@@ -69,9 +71,12 @@ async def show_people(state: State, class_id: int, requested: int, ctx: Context)
     if training_class is None:
         return stale_button(state, ctx)
     session = ctx.repos.session
-    _, total = await units.people(session, head.scope, limit=0)
+    me = head.person.id
+    _, total = await units.people(session, head.scope, limit=0, exclude=me)
     page = paginate(requested, total)
-    people, _ = await units.people(session, head.scope, offset=page.offset, limit=PAGE_SIZE)
+    people, _ = await units.people(
+        session, head.scope, offset=page.offset, limit=PAGE_SIZE, exclude=me
+    )
     lines = [
         Msg(
             "nominate.title",
@@ -98,7 +103,9 @@ async def answer_query(state: State, incoming: Incoming, ctx: Context) -> Outcom
     if class_id is None or training_class is None:
         return stale_button(replace(state, step=None), ctx)
     text = (incoming.text or "").strip()
-    people, total = await units.people(ctx.repos.session, head.scope, text, limit=MAX_MATCHES)
+    people, total = await units.people(
+        ctx.repos.session, head.scope, text, limit=MAX_MATCHES, exclude=head.person.id
+    )
     back = (Button(Msg("unit.back_to_class"), unit_class_data(class_id)),)
     if not people:
         return state, [Reply((Msg("nominate.none_found", {"text": text}),), (back,))]
@@ -107,6 +114,24 @@ async def answer_query(state: State, incoming: Incoming, ctx: Context) -> Outcom
         lines.append(Msg("nominate.type_more", {"count": total - len(people)}))
     rows = [*_person_rows(class_id, people), back]
     return state, [Reply(tuple(lines), tuple(rows))]
+
+
+def _refusal_lines(person: Person, training_class: TrainingClass, refused: Refused) -> list[Msg]:
+    """Return why the person cannot be nominated, told about them to the head.
+
+    A person already registered (a double tap on the confirm button, say) is told as that,
+    with the registration's status: nothing failed.
+    """
+    name = person.full_name
+    for reason in refused.reasons:
+        if reason.refusal == Refusal.ALREADY_REGISTERED:
+            status = status_name(str(reason.facts.get("status")))
+            facts: dict[str, Param] = {"name": name, "code": training_class.code, "status": status}
+            return [Msg("nominate.already_registered", facts)]
+    return [
+        Msg("nominate.refused", {"name": name, "code": training_class.code}),
+        *(refusal_about(reason, name) for reason in refused.reasons),
+    ]
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,14 @@ async def _nominee(state: State, class_id: int, person_id: int, ctx: Context) ->
     person = await units.person(ctx.repos.session, person_id)
     if person is None or await ctx.repos.classes.by_id(class_id) is None:
         return stale_button(state, ctx)
+    if person.id == head.person.id:
+        # Heads and admins register themselves like anyone, so a class's approval holds.
+        rows = (
+            (Button(Msg("register.button"), register_data(class_id)),),
+            (Button(Msg("nominate.back_to_people"), nominee_page_data(class_id, 1)),),
+            (Button(Msg("unit.back_to_class"), unit_class_data(class_id)),),
+        )
+        return replace(state, step=None), [Reply((Msg("nominate.not_yourself"),), rows)]
     if not head.covers(person):
         return not_your_unit(state, class_id)
     return Nominee(head, person)
@@ -167,11 +200,7 @@ async def nominate(state: State, class_id: int, person_id: int, ctx: Context) ->
         (Button(Msg("nominate.another"), nominee_page_data(class_id, 1)),),
     )
     if isinstance(result, Refused):
-        lines = [
-            Msg("nominate.refused", {"name": person.full_name, "code": training_class.code}),
-            *(refusal_text(reason) for reason in result.reasons),
-        ]
-        return state, [Reply(tuple(lines), back)]
+        return state, [Reply(tuple(_refusal_lines(person, training_class, result)), back)]
     registration = result.registration
     if result.position is not None:
         done = Msg(
@@ -216,6 +245,7 @@ async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:
     if person is None or registration.person_id != person.id or nominated_by is None:
         return state, [help_reply(ctx, (Msg("nominate.not_yours"),))]
     training_class = registration.training_class
+    held_seat = registration.status in SEAT_STATUSES
     try:
         changed = await cancel(
             ctx.repos.session,
@@ -233,13 +263,21 @@ async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:
             status = status_name(registration.status)
             line = Msg("nominate.decline_too_late", {**about(training_class), "status": status})
         return state, [help_reply(ctx, (line,))]
+    # Only a seat held passes on: a waitlisted nominee leaves nothing behind.
+    facts = {"name": person.full_name, **about(training_class)}
+    if changed.offers:
+        told = Msg("nominate.notice_declined", facts)
+    elif held_seat:
+        told = Msg("nominate.notice_declined_seat_freed", facts)
+    else:
+        told = Msg("nominate.notice_declined_waitlisted", facts)
     await notify(
         ctx.repos,
         nominated_by,
         "registration.nomination_declined",
         f"nomination-declined:{registration_id}",
         Reply(
-            (Msg("nominate.notice_declined", {"name": person.full_name, **about(training_class)}),),
+            (told,),
             ((Button(Msg("unit.back_to_class"), unit_class_data(training_class.id)),),),
         ),
         due_at=ctx.now,

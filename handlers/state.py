@@ -32,7 +32,8 @@ class Step(StrEnum):
 
     SEARCH_QUERY = "search_query"
     CHOOSE_LANGUAGE = "choose_language"
-    # A unit head types why a registration (State.target) is rejected.
+    # A unit head types why a registration (State.target) is rejected; a typed reason
+    # waits in State.note until the head confirms it.
     REJECT_REASON = "reject_reason"
     # A unit head types part of a name or phone to nominate for class State.target.
     NOMINEE_QUERY = "nominee_query"
@@ -63,6 +64,9 @@ class State:
     choices: tuple[Choice, ...] = ()
     # What the pending question is about (a registration or class id), kept with the step.
     target: int | None = None
+    # Text the pending question holds on to (a typed rejection reason awaiting its
+    # confirmation), kept with the step.
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ def read_state(conversation: Conversation, now: dt.datetime, default_language: s
         last_query=_text(data, "last_query"),
         choices=choices,
         target=_target(data) if step else None,
+        note=_text(data, "note") if step else None,
     )
 
 
@@ -147,4 +152,6 @@ def write_state(conversation: Conversation, state: State, now: dt.datetime) -> N
         data["last_query"] = state.last_query
     if state.step and state.target is not None:
         data["target"] = state.target
+    if state.step and state.note is not None:
+        data["note"] = state.note
     conversation.data = data

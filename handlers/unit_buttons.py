@@ -1,7 +1,8 @@
 """Button data of the unit-head flows; decoding never raises (stale or forged: None).
 
 `ul:2` (page 2 of /unit), `uc:42` (class 42 for the unit), `ap:7` / `rj:7` (approve or
-reject registration 7), `rr:7:2` (reject it for preset reason 2), `nm:42:1` (page 1 of
+reject registration 7), `rr:7:2` (reject it for preset reason 2), `rt:7:513` (reject it
+for the reason typed, kept in the chat's state; 513 tags that text), `nm:42:1` (page 1 of
 the people to nominate for class 42), `np:42:9` (nominate person 9: confirm?),
 `nx:42:9` (confirmed), `nd:7` (the nominee declines).
 Every id is checked again against the presser's scope when the button is pressed.
@@ -9,12 +10,15 @@ Every id is checked again against the presser's scope when the button is pressed
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from handlers.callbacks import MAX_ID, MAX_PAGE
 
 # Preset rejection reasons are numbered from 1 (see unit_head.PRESET_REASONS).
 MAX_PRESET = 9
+# A typed reason's tag, from 1: a confirm button of an older reason does not confirm a newer.
+MAX_TAG = 99_999
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ class Reject:
 class RejectFor:
     registration_id: int
     preset: int
+
+
+@dataclass(frozen=True)
+class RejectTyped:
+    registration_id: int
+    tag: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ UnitCallback = (
     | Approve
     | Reject
     | RejectFor
+    | RejectTyped
     | NomineePage
     | PickNominee
     | Nominate
@@ -102,6 +113,16 @@ def reject_data(registration_id: int) -> str:
 def reject_for_data(registration_id: int, preset: int) -> str:
     """Return the data of a button that rejects a registration for a preset reason."""
     return f"rr:{registration_id}:{preset}"
+
+
+def reason_tag(reason: str) -> int:
+    """Return the tag of a typed reason, 1 to MAX_TAG."""
+    return zlib.crc32(reason.encode()) % MAX_TAG + 1
+
+
+def reject_typed_data(registration_id: int, reason: str) -> str:
+    """Return the data of a button that confirms rejecting for the typed `reason`."""
+    return f"rt:{registration_id}:{reason_tag(reason)}"
 
 
 def nominee_page_data(class_id: int, page: int) -> str:
@@ -159,6 +180,9 @@ def decode_unit(data: str) -> UnitCallback | None:
         case "rr":
             preset = _numbers(rest, MAX_ID, MAX_PRESET)
             return RejectFor(preset[0], preset[1]) if preset else None
+        case "rt":
+            tagged = _numbers(rest, MAX_ID, MAX_TAG)
+            return RejectTyped(tagged[0], tagged[1]) if tagged else None
         case "nm":
             paged = _numbers(rest, MAX_ID, MAX_PAGE)
             return NomineePage(paged[0], paged[1]) if paged else None

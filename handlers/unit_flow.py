@@ -14,6 +14,7 @@ from handlers.unit_buttons import (
     PickNominee,
     Reject,
     RejectFor,
+    RejectTyped,
     UnitCallback,
     UnitClass,
     UnitPage,
@@ -36,6 +37,8 @@ async def press_unit(state: State, action: UnitCallback, ctx: Context) -> Outcom
             return await unit_head.ask_reason(state, registration_id, ctx)
         case RejectFor(registration_id, preset):
             return await unit_head.reject_for_preset(state, registration_id, preset, ctx)
+        case RejectTyped(registration_id, tag):
+            return await unit_head.reject_typed(state, registration_id, tag, ctx)
         case NomineePage(class_id, page):
             return await nomination.show_people(state, class_id, page, ctx)
         case PickNominee(class_id, person_id):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from db import units
 from db.models import Person, Registration, RegistrationStatus, TrainingClass
 from db.registrations import NotAllowed, decide, units_under
-from db.rules import SEAT_STATUSES
+from db.rules import SEAT_STATUSES, QuotaUse
 from handlers.catalog import BUTTON_TITLE_LENGTH, PAGE_SIZE, page_buttons, paginate, shorten
+from handlers.choices import match_key
 from handlers.help import Outcome, help_reply, stale_button
 from handlers.i18n import t
 from handlers.labels import registration_text, status_name
@@ -25,8 +26,10 @@ from handlers.types import Button, Incoming, Msg, Param, Reply
 from handlers.unit_buttons import (
     approve_data,
     nominee_page_data,
+    reason_tag,
     reject_data,
     reject_for_data,
+    reject_typed_data,
     unit_class_data,
     unit_page_data,
 )
@@ -37,9 +40,15 @@ PRESET_REASONS = (
     Msg("unit.reason_workload"),
     Msg("unit.reason_not_matching"),
 )
+# Typed at the "why reject?" step (folded): the head changed their mind, nothing happens.
+DROP_WORDS = frozenset({"thoi", "khong", "huy", "cancel"})
+# Typed at the confirmation of a typed reason: the same as its confirm button.
+YES_WORDS = frozenset({"co", "dong y", "xac nhan", "ok", "yes"})
 # Names listed per status in a class view, and pending registrations given buttons.
 MAX_NAMES = 30
 MAX_PENDING_BUTTONS = 10
+# A name on an approve or reject button (two to a row on Telegram), cut beyond this.
+BUTTON_NAME_LENGTH = 24
 # Statuses shown in a class view, in this order, with their headings.
 SHOWN_STATUSES = {
     RegistrationStatus.PENDING_APPROVAL: Msg("unit.group_pending"),
@@ -100,8 +109,14 @@ def about(training_class: TrainingClass) -> dict[str, Param]:
     }
 
 
-def usage_line(head: Head, training_class: TrainingClass, counts: units.UnitCounts) -> Msg:
-    """Return the scope's registrations against its quota (or, for admins, the capacity)."""
+def usage_line(
+    head: Head, training_class: TrainingClass, counts: units.UnitCounts, binding: QuotaUse | None
+) -> Msg:
+    """Return the scope's registrations against the quota that binds it (admins: capacity).
+
+    `binding` is the quota of the head's unit or of its nearest unit upward that has one
+    (ClassRepo.quota_use), the one the rules check when the head's people register.
+    """
     statuses = counts.statuses
     params: dict[str, Param] = {
         "unit": head.unit,
@@ -111,9 +126,24 @@ def usage_line(head: Head, training_class: TrainingClass, counts: units.UnitCoun
     }
     if head.scope is None:
         return Msg("unit.usage_school", {**params, "capacity": training_class.capacity})
-    if counts.quota is None:
-        return Msg("unit.usage_no_quota", params)
-    return Msg("unit.usage_quota", {**params, "seats": counts.quota})
+    if binding is not None and binding.unit_id == head.person.unit_id:
+        return Msg("unit.usage_quota", {**params, "used": binding.used, "seats": binding.seats})
+    if binding is not None:
+        quota: dict[str, Param] = {"quota_unit": binding.unit_name, "quota_used": binding.used}
+        return Msg("unit.usage_parent_quota", {**params, **quota, "seats": binding.seats})
+    if counts.quota is not None:
+        return Msg("unit.usage_sub_quotas", {**params, "seats": counts.quota})
+    if not counts.has_quotas:
+        return Msg("unit.usage_open", params)
+    return Msg("unit.usage_no_quota", params)
+
+
+async def _binding_quotas(
+    head: Head, class_ids: Sequence[int], ctx: Context
+) -> dict[int, QuotaUse]:
+    if head.scope is None:
+        return {}
+    return await ctx.repos.classes.quota_use(head.person.unit_id, class_ids)
 
 
 async def unit_command(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
@@ -127,14 +157,19 @@ async def show_units(state: State, requested: int, ctx: Context) -> Outcome:
     if head is None:
         return only_heads(state, ctx)
     session = ctx.repos.session
-    page = paginate(requested, await units.count_classes(session, head.scope, ctx.today))
+    # The units above the head's: their people may use those quotas.
+    above = set() if head.scope is None else await units.ancestors(session, head.person.unit_id)
+    total = await units.count_classes(session, head.scope, ctx.today, above=above)
+    page = paginate(requested, total)
     classes = await units.classes(
-        session, head.scope, ctx.today, offset=page.offset, limit=PAGE_SIZE
+        session, head.scope, ctx.today, above=above, offset=page.offset, limit=PAGE_SIZE
     )
     state = replace(state, step=None)
     if not classes:
         return state, [help_reply(ctx, (Msg("unit.empty", {"unit": head.unit}),))]
-    counts = await units.counts(session, head.scope, [c.id for c in classes])
+    class_ids = [c.id for c in classes]
+    counts = await units.counts(session, head.scope, class_ids)
+    binding = await _binding_quotas(head, class_ids, ctx)
     lines = [
         Msg("unit.title", {"unit": head.unit, "page": page.number, "pages": page.pages}),
         *(
@@ -143,7 +178,12 @@ async def show_units(state: State, requested: int, ctx: Context) -> Outcome:
                 {
                     "number": number,
                     **about(training_class),
-                    "usage": usage_line(head, training_class, counts[training_class.id]),
+                    "usage": usage_line(
+                        head,
+                        training_class,
+                        counts[training_class.id],
+                        binding.get(training_class.id),
+                    ),
                 },
             )
             for number, training_class in enumerate(classes, start=1)
@@ -179,10 +219,11 @@ async def show_unit_class(
     session = ctx.repos.session
     registrations = await units.registrations(session, head.scope, class_id)
     counts = (await units.counts(session, head.scope, [class_id]))[class_id]
+    binding = (await _binding_quotas(head, [class_id], ctx)).get(class_id)
     lines = [
         *before,
         Msg("unit.class_title", about(training_class)),
-        usage_line(head, training_class, counts),
+        usage_line(head, training_class, counts, binding),
         registration_text(training_class, ctx.today),
     ]
     by_status: dict[RegistrationStatus, list[Registration]] = {}
@@ -195,30 +236,22 @@ async def show_unit_class(
         if not group:
             continue
         lines.append(Msg("unit.group", {"status": heading, "count": len(group)}))
-        for number, registration in enumerate(group[:MAX_NAMES], start=1):
+        # Bullets, not numbers: typed numbers press the buttons, which name the person.
+        for registration in group[:MAX_NAMES]:
             person = registration.person
             lines.append(
-                Msg(
-                    "unit.person_line",
-                    {"number": number, "name": person.full_name, "unit": person.unit.name},
-                )
+                Msg("unit.person_line", {"name": person.full_name, "unit": person.unit.name})
             )
         if len(group) > MAX_NAMES:
             lines.append(Msg("unit.more", {"count": len(group) - MAX_NAMES}))
     rows: list[tuple[Button, ...]] = []
     pending = by_status.get(RegistrationStatus.PENDING_APPROVAL, [])
-    for number, registration in enumerate(pending[:MAX_PENDING_BUTTONS], start=1):
-        name = registration.person.full_name
+    for registration in pending[:MAX_PENDING_BUTTONS]:
+        name = shorten(registration.person.full_name, BUTTON_NAME_LENGTH)
         rows.append(
             (
-                Button(
-                    Msg("unit.approve_button", {"number": number, "name": name}),
-                    approve_data(registration.id),
-                ),
-                Button(
-                    Msg("unit.reject_button", {"number": number, "name": name}),
-                    reject_data(registration.id),
-                ),
+                Button(Msg("unit.approve_button", {"name": name}), approve_data(registration.id)),
+                Button(Msg("unit.reject_button", {"name": name}), reject_data(registration.id)),
             )
         )
     if len(pending) > MAX_PENDING_BUTTONS:
@@ -301,8 +334,8 @@ async def _decide(
     return await show_unit_class(replace(state, step=None), registration.class_id, ctx, (done,))
 
 
-async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcome:
-    """Ask why a pending registration is rejected: a preset reason or typed text."""
+async def _pending_for(state: State, registration_id: int, ctx: Context) -> Registration | Outcome:
+    """Return a pending registration the head may decide, or the answer why not."""
     head = await head_of(ctx)
     if head is None:
         return only_heads(state, ctx)
@@ -313,6 +346,17 @@ async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcom
         return not_your_unit(state, None)
     if registration.status != RegistrationStatus.PENDING_APPROVAL:
         return await _refused(state, "not_pending", registration_id, ctx)
+    return registration
+
+
+async def ask_reason(
+    state: State, registration_id: int, ctx: Context, before: Sequence[Msg] = ()
+) -> Outcome:
+    """Ask why a pending registration is rejected: a preset reason or typed text."""
+    found = await _pending_for(state, registration_id, ctx)
+    if not isinstance(found, Registration):
+        return found
+    registration = found
     prompt = Msg(
         "unit.ask_reason",
         {"name": registration.person.full_name, "code": registration.training_class.code},
@@ -322,8 +366,8 @@ async def ask_reason(state: State, registration_id: int, ctx: Context) -> Outcom
         for number, reason in enumerate(PRESET_REASONS, start=1)
     ]
     rows.append((Button(Msg("unit.back_to_class"), unit_class_data(registration.class_id)),))
-    state = replace(state, step=Step.REJECT_REASON, target=registration_id)
-    return state, [Reply((prompt,), tuple(rows))]
+    state = replace(state, step=Step.REJECT_REASON, target=registration_id, note=None)
+    return state, [Reply((*before, prompt), tuple(rows))]
 
 
 async def reject_for_preset(
@@ -337,10 +381,64 @@ async def reject_for_preset(
 
 
 async def answer_reason(state: State, incoming: Incoming, ctx: Context) -> Outcome:
-    """Reject the registration the head was asked about, for the reason they typed."""
-    if state.target is None:
-        return stale_button(replace(state, step=None), ctx)
-    return await reject(state, state.target, (incoming.text or "").strip(), ctx)
+    """Take text typed at the "why reject?" step; nothing is rejected without a press.
+
+    "thôi", "không", "huỷ" or "cancel" drop the step and go back to the class. Other text
+    is the reason, kept in the state and asked to be confirmed (a yes word typed while
+    the confirm button is shown confirms it).
+    """
+    registration_id = state.target
+    if registration_id is None:
+        return stale_button(state, ctx)
+    text = (incoming.text or "").strip()
+    key = match_key(text)
+    if key in DROP_WORDS:
+        registration = await units.registration(ctx.repos.session, registration_id)
+        state = replace(state, step=None, note=None)
+        if registration is None:
+            return stale_button(state, ctx)
+        dropped = Msg("unit.reject_dropped", {"name": registration.person.full_name})
+        return await show_unit_class(state, registration.class_id, ctx, (dropped,))
+    note = state.note
+    shown = {choice.data for choice in state.choices}
+    if note is not None and key in YES_WORDS and reject_typed_data(registration_id, note) in shown:
+        return await reject(state, registration_id, note, ctx)
+    return await confirm_reason(state, registration_id, text, ctx)
+
+
+async def confirm_reason(state: State, registration_id: int, reason: str, ctx: Context) -> Outcome:
+    """Ask the head to confirm rejecting for the reason they typed; keep it in the state."""
+    found = await _pending_for(state, registration_id, ctx)
+    if not isinstance(found, Registration):
+        return found
+    registration = found
+    question = Msg(
+        "unit.confirm_reason",
+        {
+            "name": registration.person.full_name,
+            "code": registration.training_class.code,
+            "reason": reason,
+        },
+    )
+    rows = (
+        (Button(Msg("unit.confirm_reject"), reject_typed_data(registration_id, reason)),),
+        (Button(Msg("unit.keep_pending"), unit_class_data(registration.class_id)),),
+    )
+    state = replace(state, step=Step.REJECT_REASON, target=registration_id, note=reason)
+    return state, [Reply((question,), rows)]
+
+
+async def reject_typed(state: State, registration_id: int, tag: int, ctx: Context) -> Outcome:
+    """Reject for the typed reason the head confirms; a reason no longer kept is asked again."""
+    note = state.note
+    if (
+        state.step == Step.REJECT_REASON
+        and state.target == registration_id
+        and note is not None
+        and reason_tag(note) == tag
+    ):
+        return await reject(state, registration_id, note, ctx)
+    return await ask_reason(state, registration_id, ctx, (Msg("unit.reason_not_kept"),))
 
 
 async def reject(state: State, registration_id: int, reason: Msg | str, ctx: Context) -> Outcome:

@@ -30,6 +30,7 @@ DYNAMIC_KEYS = {
     "form.": [f.value for f in Form],
     "level.": [level.value for level in TheoryLevel],
     "refusal.": [r.value for r in Refusal],
+    "nominee_refusal.": [r.value for r in Refusal],
     "month.": [str(n) for n in range(1, 13)],
     "lang.": list(LANGUAGES),
     "status.": [s.value for s in RegistrationStatus],

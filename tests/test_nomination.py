@@ -93,9 +93,12 @@ async def test_nominate_from_the_list_confirms_and_tells_the_nominee(
     assert (notice.person_id, notice.kind) == (w.nominee.id, "registration.nominated")
     assert f"nd:{registration.id}" in str(notice.payload)
     # Pressing again: already registered, explained.
+    # Pressing again (a double tap): already registered, with the status; nothing failed.
     again = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
-    assert "Chưa thể cử đồng chí Lê Thị Học" in again
-    assert "đã đăng ký lớp này" in again
+    assert "Đồng chí Lê Thị Học đã có đăng ký lớp KN1 (trạng thái: đã xác nhận)" in again
+    assert "Chưa thể cử" not in again
+    assert "xem /my" not in again
+    assert len(await registrations(sessionmaker, w.klass)) == 1
 
 
 async def test_typed_name_or_phone_filters_the_people(
@@ -138,7 +141,8 @@ async def test_outside_scope_and_ineligible_and_full(
     assert not await registrations(sessionmaker, w.klass)
     old = await head.press(f"nx:{w.klass.id}:{w.old.id}")
     assert "Chưa thể cử đồng chí Vũ Văn Cao đi học lớp KN1" in old
-    assert "50" in old  # the age limit, explained
+    # The age limit, explained about the nominee, not to the head as if it were theirs.
+    assert "Năm 2026 đồng chí Vũ Văn Cao 66 tuổi, quá độ tuổi quy định" in old
     assert not await registrations(sessionmaker, w.klass)
     full = await head.press(f"nx:{w.full.id}:{w.nominee.id}")
     assert "danh sách chờ, vị trí thứ 1" in full
@@ -185,6 +189,7 @@ async def test_nominee_declines_head_told_seat_offered_on(
         (w.head.id, "registration.nomination_declined"),
         (w.waiting.id, "registration.offered"),
     ]
+    assert "chỗ học được chuyển cho người tiếp theo" in await declined_notice(sessionmaker)
     again = await nominee.press(f"nd:{registration.id}")
     assert "Không thể từ chối" in again
     assert len(await outbox(sessionmaker)) == 3
@@ -200,3 +205,118 @@ async def test_only_a_nomination_can_be_declined_as_one(
     assert "dành cho người được cử đi học" in text
     async with sessionmaker() as session:
         assert (await session.scalars(select(OutboxMessage))).first() is None
+
+
+async def test_a_head_is_not_listed_and_cannot_nominate_themselves(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    listing = await head.press(f"nm:{w.klass.id}:1")
+    assert "Lê Thị Học" in listing
+    assert "Trần Văn Trưởng" not in listing
+    assert not any(d.endswith(f":{w.head.id}") for d in head.data() if d.startswith("np:"))
+    assert "Không tìm thấy" in await head.say("Trần Văn Trưởng")
+    assert "Không tìm thấy" in await head.say("0912000001")
+    # A forged or old button: refused politely, pointing to registering like anyone.
+    for data in (f"np:{w.klass.id}:{w.head.id}", f"nx:{w.klass.id}:{w.head.id}"):
+        text = await head.press(data)
+        assert "không thể tự cử mình đi học" in text
+        assert f"rg:{w.klass.id}" in head.data()
+    assert not await registrations(sessionmaker, w.klass)
+    assert await outbox(sessionmaker) == []
+
+
+async def test_an_admin_cannot_nominate_themselves_either(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        admin = await session.get(Person, w.outsider.id)
+        assert admin is not None
+        admin.is_admin = True
+    chat = Chat(sessionmaker, user_id="outsider")
+    listing = await chat.press(f"nm:{w.klass.id}:1")
+    assert "Lê Thị Học" in listing  # admins may nominate anyone else
+    assert "Phạm Văn Khác" not in listing
+    assert "không thể tự cử mình đi học" in await chat.press(f"nx:{w.klass.id}:{w.outsider.id}")
+    assert not await registrations(sessionmaker, w.klass)
+
+
+async def test_refusals_name_the_nominee_not_the_head(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        # The nominee holds a seat in a class on the same days, and is waitlisted in KN2.
+        clash = await add_class(session, "KN9", "Lớp trùng", start=START + dt.timedelta(days=2))
+        await add_reg(session, w.nominee, clash, S.CONFIRMED)
+        await add_reg(session, w.nominee, w.full, S.WAITLISTED)
+    head = Chat(sessionmaker, user_id="head")
+    text = await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    assert "Chưa thể cử đồng chí Lê Thị Học đi học lớp KN1" in text
+    assert "Trùng thời gian với lớp KN9 «Lớp trùng»" in text
+    assert "mà đồng chí Lê Thị Học đang có chỗ học" in text
+    assert "mà đồng chí đang tham gia" not in text
+    waitlisted = await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    assert "Đồng chí Lê Thị Học đã có đăng ký lớp KN2 (trạng thái: " in waitlisted
+    assert "Đồng chí đã đăng ký lớp này" not in waitlisted
+    assert "/my" not in waitlisted
+    english = await head.press(f"nx:{w.klass.id}:{w.nominee.id}", "en")
+    assert "in which Lê Thị Học holds a place" in english
+
+
+def test_every_refusal_has_a_text_about_the_nominee() -> None:
+    from db.rules import Reason, Refusal
+    from handlers.i18n import t
+    from handlers.labels import refusal_about
+
+    facts = {"deadline": START, "max_age": 50, "year": 2026, "age": 60, "unit": "Sở Nội vụ"}
+    facts |= {"seats": 2, "used": 2, "status": "waitlisted", "required": "trung_cap"}
+    facts |= {"have": None, "code": "KN9", "title": "Lớp", "start": START, "end": START}
+    for refusal in Refusal:
+        for language in ("vi", "en"):
+            text = t(refusal_about(Reason(refusal, dict(facts)), "Lê Thị Học"), language)
+            assert text.startswith("• ")
+            assert "{" not in text
+            assert "đồng chí đã" not in text.lower()
+            assert "đồng chí đang" not in text.lower()
+            assert " you" not in text.lower()
+
+
+async def declined_notice(sm: async_sessionmaker[AsyncSession]) -> str:
+    """Return the head's notice of a declined nomination, as the console prints it."""
+    from handlers.choices import render_numbered
+    from handlers.notices import decode_reply
+
+    (notice,) = [n for n in await outbox(sm) if n.kind == "registration.nomination_declined"]
+    return "\n".join(render_numbered([decode_reply(notice.payload["reply"])], "vi"))
+
+
+async def test_a_waitlisted_nominee_declining_passes_no_seat_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    assert "danh sách chờ, vị trí thứ 1" in await head.press(f"nx:{w.full.id}:{w.nominee.id}")
+    (registration,) = [
+        r for r in await registrations(sessionmaker, w.full) if r.person_id == w.nominee.id
+    ]
+    await Chat(sessionmaker, user_id="nominee").press(f"nd:{registration.id}")
+    text = await declined_notice(sessionmaker)
+    assert "Lê Thị Học đã từ chối cử đi học lớp KN2" in text
+    assert "đang trong danh sách chờ nên không có chỗ học nào thay đổi" in text
+    assert "người tiếp theo" not in text
+
+
+async def test_a_seat_declined_with_nobody_waiting_goes_back_to_the_class(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    w = await world(sessionmaker)
+    head = Chat(sessionmaker, user_id="head")
+    await head.press(f"nx:{w.klass.id}:{w.nominee.id}")
+    (registration,) = await registrations(sessionmaker, w.klass)
+    await Chat(sessionmaker, user_id="nominee").press(f"nd:{registration.id}")
+    text = await declined_notice(sessionmaker)
+    assert "chỗ học của đồng chí ấy được trả lại cho lớp" in text
+    assert "người tiếp theo" not in text
