@@ -161,13 +161,13 @@ async def check(
     training_class: TrainingClass,
     today: dt.date,
     *,
-    now: dt.datetime | None = None,
-    zone: ZoneInfo | None = None,
+    now: dt.datetime,
+    zone: ZoneInfo,
 ) -> list[Reason]:
     """Return why `person` may not register for the class today (empty: they may).
 
-    With `now` and `zone`, a class whose first session has begun is refused too (a
-    deadline may fall on the first day, and a waitlist then could never move).
+    A class whose first session has begun is refused too: a deadline may fall on the first
+    day, and a waitlist then could never move.
     """
     quota = (await ClassRepo(session).quota_use(person.unit_id, [training_class.id])).get(
         training_class.id
@@ -181,10 +181,8 @@ async def check(
         registered=existing.status if existing else None,
         held=await held_classes(session, person.id),
     )
-    if now is not None and zone is not None:
-        starts_at = await class_starts_at(session, training_class, zone)
-        if now >= starts_at:
-            reasons.insert(0, Reason(Refusal.STARTED, {"start": training_class.start_date}))
+    if now >= await class_starts_at(session, training_class, zone):
+        reasons.insert(0, Reason(Refusal.STARTED, {"start": training_class.start_date}))
     return reasons
 
 
@@ -194,9 +192,9 @@ async def register(
     class_id: int,
     *,
     today: dt.date,
+    now: dt.datetime,
+    zone: ZoneInfo,
     registered_by: Person | None = None,
-    now: dt.datetime | None = None,
-    zone: ZoneInfo | None = None,
 ) -> Registered | Refused | None:
     """Register `person` for the class: a seat if one is free, else the waitlist.
 

@@ -189,7 +189,13 @@ async def nominate(state: State, class_id: int, person_id: int, ctx: Context) ->
     head, person = found.head, found.person
     state = replace(state, step=None)
     result = await register(
-        ctx.repos.session, person, class_id, today=ctx.today, registered_by=head.person
+        ctx.repos.session,
+        person,
+        class_id,
+        today=ctx.today,
+        now=ctx.now,
+        zone=ctx.zone,
+        registered_by=head.person,
     )
     if result is None:
         return stale_button(state, ctx)

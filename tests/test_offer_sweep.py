@@ -32,7 +32,9 @@ async def test_sweep_passes_a_lapsed_offer_on_and_tells_both(
         async with sessionmaker() as session, session.begin():
             fresh = await session.get(Person, person.id)
             assert fresh is not None
-            result = await regs.register(session, fresh, klass.id, today=TODAY)
+            result = await regs.register(
+                session, fresh, klass.id, today=TODAY, now=NOW, zone=SETTINGS.zone
+            )
             assert isinstance(result, regs.Registered)
             ids.append(result.registration.id)
     async with sessionmaker() as session, session.begin():

@@ -32,7 +32,9 @@ async def _register(
     async with sm() as session, session.begin():
         fresh = await session.get(Person, person.id)
         assert fresh is not None
-        return await regs.register(session, fresh, klass.id, today=TODAY, **kw)  # type: ignore[arg-type]
+        return await regs.register(
+            session, fresh, klass.id, today=TODAY, now=NOW, zone=DEFAULT_ZONE, **kw
+        )
 
 
 async def _statuses(sm: async_sessionmaker[AsyncSession], klass: TrainingClass) -> list[S]:
