@@ -223,31 +223,36 @@ class TelegramChannel:
         """Fetch updates by long polling until stopped; acknowledge a batch only once stored.
 
         Telegram forgets updates below the offset of the next getUpdates, so the next
-        offset is asked for only after the batch is committed to the inbox.
+        offset is asked for only after the batch is committed to the inbox. A failure (the
+        Bot API or the database unreachable) is logged and retried with the same offset,
+        after a growing pause: nothing acknowledged is lost, and polling never just ends.
         """
-        await self.bot.delete_webhook()
         timeout = self.settings.telegram.poll_timeout
         offset: int | None = None
         failures = 0
-        log.info("telegram polling started")
+        webhook_deleted = False
         while not self.stopping:
             try:
+                if not webhook_deleted:
+                    await self.bot.delete_webhook()
+                    webhook_deleted = True
+                    log.info("telegram polling started")
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=timeout, allowed_updates=list(ALLOWED_UPDATES)
                 )
+                if updates:
+                    await self.receive([update.to_dict() for update in updates])
+                    offset = max(update.update_id for update in updates) + 1
             except RetryAfter as exc:
                 await self._pause(_retry_seconds(exc))
                 continue
-            except TelegramError as exc:
+            except Exception as exc:  # the Bot API or the database: wait, then try again
                 failures += 1
-                log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
+                # The error's type only: a database error's text may quote an update.
+                log.warning("telegram polling failed (%s); retrying", type(exc).__name__)
                 await self._pause(min(30.0, 2.0**failures))
                 continue
             failures = 0
-            if not updates:
-                continue
-            await self.receive([update.to_dict() for update in updates])
-            offset = max(update.update_id for update in updates) + 1
         log.info("telegram polling stopped")
 
     async def _pause(self, seconds: float) -> None:
