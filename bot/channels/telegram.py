@@ -37,6 +37,7 @@ from bot.channels.telegram_render import (
 )
 from bot.config import Settings, TelegramSettings
 from db import inbox, outbox
+from db.leases import LeaseLost
 from db.models import Conversation, InboundUpdate, InboxStatus
 from db.repos import Repos
 from handlers.dispatch import dispatch
@@ -282,17 +283,30 @@ class TelegramChannel:
             row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
         if row is None:
             return False
+        assert row.lease_until is not None
+        token = row.lease_until
         update = self.update_of(row.payload)
         messages = row.replies or []
-        if row.status == InboxStatus.RECEIVED:
-            try:
-                async with self.sessionmaker() as session, session.begin():
-                    messages = await self.handle(session, update, now)
-                    await inbox.mark_handled(session, row.id, messages, now)
-            except Exception as exc:
-                await self._handling_failed(row.id, row.attempts, update, exc)
-                return True
-        await self._deliver(row.id, update, messages)
+        try:
+            if row.status == InboxStatus.RECEIVED:
+                try:
+                    async with self.sessionmaker() as session, session.begin():
+                        messages = await self.handle(session, update, now)
+                        # LeaseLost here undoes the handling: another worker has the update.
+                        await inbox.mark_handled(session, row.id, messages, now, token=token)
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    await self._handling_failed(row.id, token, row.attempts, update, exc)
+                    return True
+            await self._deliver(row.id, token, update, messages)
+        except LeaseLost:
+            log.warning(
+                "telegram update %s (row %s): lease ran out and the update was taken again; "
+                "left to that worker",
+                update.update_id,
+                row.id,
+            )
         return True
 
     async def handle(
@@ -350,7 +364,7 @@ class TelegramChannel:
         return hint or self.settings.bot.default_language
 
     async def _handling_failed(
-        self, row_id: int, attempts: int, update: Update, exc: Exception
+        self, row_id: int, token: dt.datetime, attempts: int, update: Update, exc: Exception
     ) -> None:
         """Count the failure; after the last attempt apologise and let the chat go on."""
         # Ids and the error's type only: its message may quote what the user wrote.
@@ -366,6 +380,7 @@ class TelegramChannel:
                 session,
                 row_id,
                 type(exc).__name__,
+                token=token,
                 now=now_utc(),
                 retry_after=_backoff(attempts),
                 replies=apology,
@@ -377,23 +392,33 @@ class TelegramChannel:
 
     # Sending -------------------------------------------------------------------------
 
-    async def _deliver(self, row_id: int, update: Update, messages: list[Outgoing]) -> None:
-        """Send a handled update's replies and mark it answered; retry later on failure."""
+    async def _deliver(
+        self, row_id: int, token: dt.datetime, update: Update, messages: list[Outgoing]
+    ) -> None:
+        """Send a handled update's replies and mark it answered; retry later on failure.
+
+        The lease is renewed first, so the send has a whole lease before another worker
+        may take the update; if it was already taken (LeaseLost), nothing is sent.
+        """
+        async with self.sessionmaker() as session, session.begin():
+            token = await inbox.renew(session, row_id, token=token, until=now_utc() + self.lease)
         try:
             await self.send(update, messages)
         except Forbidden:
             # The user blocked the bot: nothing to retry.
-            if update.effective_user is not None:
-                async with self.sessionmaker() as session, session.begin():
+            async with self.sessionmaker() as session, session.begin():
+                if update.effective_user is not None:
                     await Repos(session).people.set_reachable(
                         CHANNEL, str(update.effective_user.id), False
                     )
+                await inbox.mark_answered(session, row_id, token=token)
+            return
         except TelegramError as exc:
             log.warning(
                 "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
             )
             async with self.sessionmaker() as session, session.begin():
-                row = await session.get(InboundUpdate, row_id)
+                row = await session.get(InboundUpdate, row_id, populate_existing=True)
                 attempts = row.attempts if row else 0
                 delay = (
                     dt.timedelta(seconds=_retry_seconds(exc))
@@ -404,6 +429,7 @@ class TelegramChannel:
                     session,
                     row_id,
                     type(exc).__name__,
+                    token=token,
                     now=now_utc(),
                     retry_after=delay,
                     max_attempts=MAX_SEND_ATTEMPTS,
@@ -411,7 +437,7 @@ class TelegramChannel:
             self._wake.set()
             return
         async with self.sessionmaker() as session, session.begin():
-            await inbox.mark_answered(session, row_id)
+            await inbox.mark_answered(session, row_id, token=token)
 
     async def send(self, update: Update, messages: Sequence[Outgoing]) -> None:
         """Answer the pressed button, then edit the pressed message or send the replies."""
@@ -455,6 +481,9 @@ class TelegramChannel:
         while not self.stopping:
             try:
                 busy = await self.send_notice_once()
+            except LeaseLost:
+                log.warning("notice lease ran out and the notice was taken again")
+                busy = True
             except Exception as exc:
                 log.error("notice sender error: %s", type(exc).__name__)
                 busy = False
@@ -475,7 +504,7 @@ class TelegramChannel:
         except Forbidden as exc:
             async with self.sessionmaker() as session, session.begin():
                 await Repos(session).people.set_reachable(CHANNEL, notice.external_id, False)
-                await outbox.mark_failed(session, notice.id, CHANNEL, f"Forbidden: {exc.message}")
+                await outbox.mark_failed(session, notice, CHANNEL, f"Forbidden: {exc.message}")
             return True
         except (TelegramError, KeyError, ValueError) as exc:
             log.warning("notice %s not sent: %s", notice.id, type(exc).__name__)
@@ -486,9 +515,9 @@ class TelegramChannel:
             )
             async with self.sessionmaker() as session, session.begin():
                 await outbox.retry_later(
-                    session, notice.id, type(exc).__name__, now=now_utc(), delay=delay
+                    session, notice, type(exc).__name__, now=now_utc(), delay=delay
                 )
             return True
         async with self.sessionmaker() as session, session.begin():
-            await outbox.mark_sent(session, notice.id, CHANNEL, now_utc())
+            await outbox.mark_sent(session, notice, CHANNEL, now_utc())
         return True
