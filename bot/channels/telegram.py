@@ -24,7 +24,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, BotCommand, Message, Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import Application
 
 from bot.channels.telegram_render import (
@@ -83,6 +90,38 @@ def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, 
         .updater(None)
         .build()
     )
+
+
+def startup_failure(exc: Exception, settings: TelegramSettings) -> str | None:
+    """Return one sentence for a failure to start the channel, never the token; else None.
+
+    Start-up is getMe (a refused token, an unreachable server), the webhook's listening
+    port and setWebhook.
+    """
+    if isinstance(exc, InvalidToken):
+        return (
+            "Telegram refused the bot token ([telegram] token or TRAININGBOT_TELEGRAM_TOKEN): "
+            "check it with @BotFather"
+        )
+    if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
+        # (PTB's BadRequest is a NetworkError too: Telegram's answer, handled below.)
+        return (
+            f"cannot reach the Telegram Bot API at {settings.base_url} ({type(exc).__name__}): "
+            "check [telegram] base_url and the network"
+        )
+    if isinstance(exc, TelegramError):
+        reason = exc.message
+        if settings.token is not None:
+            reason = reason.replace(settings.token.get_secret_value(), "…")
+        return f"Telegram refused to start the bot: {reason}"
+    if isinstance(exc, OSError):
+        where = f"{settings.listen_host}:{settings.listen_port}"
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"cannot listen for the webhook on {where} ({reason}): check [telegram] "
+            "listen_host and listen_port"
+        )
+    return None
 
 
 def now_utc() -> dt.datetime:
