@@ -21,6 +21,11 @@ from jobs.offers import sweep_offers
 
 log = logging.getLogger(__name__)
 
+# After the stop, the loops get this long to finish what they hold (an update being
+# handled); then they are cancelled. A cancelled unit of work is rolled back and its
+# lease runs out, so the update is taken again by the next process: nothing is lost.
+STOP_GRACE_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -87,6 +92,7 @@ async def run_service(
     stopping: asyncio.Event | None = None,
     jobs: list[PeriodicJob] | None = None,
     handle_signals: bool = True,
+    stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
     """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status.
 
@@ -148,8 +154,11 @@ async def run_service(
             server = None
         channel.stop()
         job_stop.set()
-        # Workers finish the update in hand, then return.
-        await _finish(list(names))
+        # Workers finish the update in hand, then return; one stuck (a database that does
+        # not answer) is cancelled after the grace period, in `finally`.
+        _done, stuck = await asyncio.wait(names, timeout=stop_grace)
+        if stuck:
+            log.warning("%s loops still busy %ss after the stop: cancelled", len(stuck), stop_grace)
     finally:
         # After a failed start (setWebhook refused), the loops started so far end here.
         left = [task for task in names if not task.done()]

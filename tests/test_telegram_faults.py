@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.channels.telegram import TelegramChannel
 from bot.service import run_service
 from db import inbox
+from db import session as db_session
 from db.models import InboxStatus
 from tests.fake_bot_api import FakeBotApi, text_update
 from tests.telegram_support import fake_bot_api, inbox_rows, running, settings_for, wait_status
@@ -92,3 +95,62 @@ async def test_a_loop_that_ends_early_stops_the_service_cleanly_with_status_1(
     assert "notice sender ended unexpectedly (RuntimeError)" in caplog.text
     assert "trainingbot stopped" in caplog.text
     assert not stopping.is_set()
+
+
+@contextlib.asynccontextmanager
+async def silent_database() -> AsyncIterator[str]:
+    """Yield the URL of a "PostgreSQL server" that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/none"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_a_connection_to_a_silent_database_times_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(db_session, "CONNECT_TIMEOUT_SECONDS", 0.5)
+    async with silent_database() as url:
+        engine = db_session.create_engine(url)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                async with engine.connect():
+                    pass
+            assert time.monotonic() - started < 5
+        finally:
+            await engine.dispose()
+
+
+async def test_the_service_stops_promptly_while_the_database_hangs(api: FakeBotApi) -> None:
+    async with silent_database() as url:
+        engine = db_session.create_engine(url)
+        stopping = asyncio.Event()
+        service = asyncio.create_task(
+            run_service(
+                db_session.create_sessionmaker(engine),
+                settings_for(api, url),
+                stopping=stopping,
+                handle_signals=False,
+                stop_grace=1,
+            )
+        )
+        try:
+            await api.wait_for("getUpdates", timeout=10)
+            await asyncio.sleep(0.5)  # the workers are waiting for the database
+            started = time.monotonic()
+            stopping.set()
+            assert await asyncio.wait_for(service, timeout=10) == 0
+            assert time.monotonic() - started < 5
+        finally:
+            service.cancel()
+            await engine.dispose()

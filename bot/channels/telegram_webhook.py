@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A Telegram update is a few kilobytes; anything much larger is not one.
 MAX_BODY = 1024 * 1024
+# At a stop, requests in flight get this long (a stuck one is cut: Telegram posts it again).
+SHUTDOWN_SECONDS = 5.0
 
 Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
 
@@ -54,7 +56,7 @@ class WebhookServer:
     """The aiohttp server of the webhook, started and stopped with the service."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
         self.host = host
         self.port = port
 
