@@ -108,8 +108,12 @@ async def mark_handled(
     *,
     token: dt.datetime,
 ) -> None:
-    """Record that the update was answered in the database and what to send."""
-    values = {"status": InboxStatus.HANDLED, "replies": replies, "handled_at": now}
+    """Record that the update was answered in the database and what to send.
+
+    `attempts` starts again at 0: from now on it counts failures to send, which have
+    their own limit, apart from failures to handle.
+    """
+    values = {"status": InboxStatus.HANDLED, "replies": replies, "handled_at": now, "attempts": 0}
     await _settle(session, update_id, token, (InboxStatus.RECEIVED,), values)
 
 
@@ -119,6 +123,13 @@ async def renew(
     """Extend the lease of a handled update to `until` (before sending); return the new token."""
     await _settle(session, update_id, token, (InboxStatus.HANDLED,), {"lease_until": until})
     return until
+
+
+async def postpone(
+    session: AsyncSession, update_id: int, *, token: dt.datetime, until: dt.datetime
+) -> None:
+    """Send a handled update's replies after `until` (Telegram asked to wait); no attempt."""
+    await _settle(session, update_id, token, (InboxStatus.HANDLED,), {"lease_until": until})
 
 
 async def mark_answered(session: AsyncSession, update_id: int, *, token: dt.datetime) -> None:

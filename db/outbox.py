@@ -105,6 +105,11 @@ async def mark_failed(session: AsyncSession, notice: Notice, channel: str, reaso
     await _settle(session, notice, values)
 
 
+async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
+    """Send the notice after `until` (Telegram asked to wait): no attempt is counted."""
+    await _settle(session, notice, {"lease_until": until})
+
+
 async def retry_later(
     session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime, delay: dt.timedelta
 ) -> bool:

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.telegram import TelegramChannel
+import bot.channels.telegram as telegram_channel
+from bot.channels.telegram import TelegramChannel, now_utc
 from bot.service import run_service
 from db import inbox
 from db import session as db_session
-from db.models import InboxStatus
+from db.models import ChannelAccount, InboxStatus, OutboxMessage, OutboxStatus
+from db.repos import Repos
+from handlers.notices import notify
+from handlers.types import Msg, Reply
+from tests.factories import add_person, add_unit
 from tests.fake_bot_api import FakeBotApi, text_update
 from tests.telegram_support import fake_bot_api, inbox_rows, running, settings_for, wait_status
 
@@ -154,3 +161,69 @@ async def test_the_service_stops_promptly_while_the_database_hangs(api: FakeBotA
         finally:
             service.cancel()
             await engine.dispose()
+
+
+async def test_a_reply_refused_with_429_many_times_is_still_sent_and_no_attempt_counted(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telegram_channel, "_retry_seconds", lambda _exc: 0.05)
+    api.fail("sendMessage", 429, "Too Many Requests: retry after 1", times=5, retry_after=1)
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        await api.inject(text_update(api.next_update_id(), "/help"))
+        [row] = await wait_status(sessionmaker, InboxStatus.ANSWERED, 1, within=10)
+    assert len(api.calls_of("sendMessage")) == 6
+    assert row.attempts == 0
+
+
+async def test_a_notice_refused_with_429_many_times_is_still_sent(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(telegram_channel, "_retry_seconds", lambda _exc: 0.05)
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "YTH", "Huyện Yên Thành")
+        person = await add_person(session, "0912000178", "Phạm Thu Trang", unit)
+        session.add(ChannelAccount(person_id=person.id, channel="telegram", external_id="111"))
+        reply = Reply(lines=(Msg("start.intro"),))
+        await notify(Repos(session), person.id, "test", "k1", reply, due_at=now_utc())
+    api.fail("sendMessage", 429, "Too Many Requests: retry after 1", times=5, retry_after=1)
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        await api.wait_for("sendMessage", count=6, timeout=10)
+        for _ in range(100):
+            async with sessionmaker() as session:
+                row = (await session.scalars(select(OutboxMessage))).one()
+            if row.status == OutboxStatus.SENT:
+                break
+            await asyncio.sleep(0.05)
+    assert (row.status, row.attempts) == (OutboxStatus.SENT, 0)
+
+
+async def test_send_failures_have_their_own_attempts_apart_from_handling_failures(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_dispatch = telegram_channel.dispatch
+    failures = [RuntimeError("flow"), RuntimeError("flow")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_dispatch(*args, **kwargs)
+
+    monkeypatch.setattr(telegram_channel, "dispatch", flaky)
+    monkeypatch.setattr(telegram_channel, "_backoff", lambda _attempts: dt.timedelta(0))
+    # Handled on the 3rd try (2 handling failures), then sent on the 5th (4 send failures).
+    api.fail("sendMessage", 500, "Internal Server Error", times=4)
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        await api.inject(text_update(api.next_update_id(), "/help"))
+        [row] = await wait_status(sessionmaker, InboxStatus.ANSWERED, 1, within=10)
+    assert len(api.calls_of("sendMessage")) == 5
+    assert "Tôi có thể giúp" in api.calls_of("sendMessage")[-1].params["text"]
+    assert row.attempts == 4

@@ -452,6 +452,15 @@ class TelegramChannel:
                     )
                 await inbox.mark_answered(session, row_id, token=token)
             return
+        except RetryAfter as exc:
+            # Telegram's rate limit: not a failure of this update, so no attempt is counted.
+            seconds = _retry_seconds(exc)
+            log.warning("telegram update %s: rate limited for %ss", update.update_id, seconds)
+            until = now_utc() + dt.timedelta(seconds=seconds)
+            async with self.sessionmaker() as session, session.begin():
+                await inbox.postpone(session, row_id, token=token, until=until)
+            self._wake.set()
+            return
         except TelegramError as exc:
             log.warning(
                 "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
@@ -459,18 +468,13 @@ class TelegramChannel:
             async with self.sessionmaker() as session, session.begin():
                 row = await session.get(InboundUpdate, row_id, populate_existing=True)
                 attempts = row.attempts if row else 0
-                delay = (
-                    dt.timedelta(seconds=_retry_seconds(exc))
-                    if isinstance(exc, RetryAfter)
-                    else _backoff(attempts)
-                )
                 await inbox.record_failure(
                     session,
                     row_id,
                     type(exc).__name__,
                     token=token,
                     now=now_utc(),
-                    retry_after=delay,
+                    retry_after=_backoff(attempts),
                     max_attempts=MAX_SEND_ATTEMPTS,
                 )
             self._wake.set()
@@ -545,16 +549,21 @@ class TelegramChannel:
                 await Repos(session).people.set_reachable(CHANNEL, notice.external_id, False)
                 await outbox.mark_failed(session, notice, CHANNEL, f"Forbidden: {exc.message}")
             return True
+        except RetryAfter as exc:
+            # Telegram's rate limit: no attempt is counted, the notice waits as asked.
+            until = now_utc() + dt.timedelta(seconds=_retry_seconds(exc))
+            async with self.sessionmaker() as session, session.begin():
+                await outbox.postpone(session, notice, until=until)
+            return True
         except (TelegramError, KeyError, ValueError) as exc:
             log.warning("notice %s not sent: %s", notice.id, type(exc).__name__)
-            delay = (
-                dt.timedelta(seconds=_retry_seconds(exc))
-                if isinstance(exc, RetryAfter)
-                else _backoff(notice.attempts)
-            )
             async with self.sessionmaker() as session, session.begin():
                 await outbox.retry_later(
-                    session, notice, type(exc).__name__, now=now_utc(), delay=delay
+                    session,
+                    notice,
+                    type(exc).__name__,
+                    now=now_utc(),
+                    delay=_backoff(notice.attempts),
                 )
             return True
         async with self.sessionmaker() as session, session.begin():
