@@ -25,7 +25,7 @@ from db.repos import Repos
 from handlers.notices import notify
 from handlers.types import Msg, Reply
 from tests.factories import add_person, add_unit
-from tests.fake_bot_api import FakeBotApi, text_update
+from tests.fake_bot_api import FakeBotApi, callback_update, text_update
 from tests.telegram_support import fake_bot_api, inbox_rows, running, settings_for, wait_status
 
 
@@ -227,3 +227,25 @@ async def test_send_failures_have_their_own_attempts_apart_from_handling_failure
     assert len(api.calls_of("sendMessage")) == 5
     assert "Tôi có thể giúp" in api.calls_of("sendMessage")[-1].params["text"]
     assert row.attempts == 4
+
+
+async def test_a_button_is_answered_at_once_even_when_handling_it_fails(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("flow bug")
+
+    monkeypatch.setattr(telegram_channel, "dispatch", broken)
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        started = time.monotonic()
+        await api.inject(callback_update(api.next_update_id(), "hp"))
+        await api.wait_for("answerCallbackQuery", timeout=5)
+        answered_after = time.monotonic() - started
+        [row] = await inbox_rows(sessionmaker)
+        # Answered before the first retry of the handling (backoff 1 s, then 2 s).
+        assert row.status == InboxStatus.RECEIVED
+        await wait_status(sessionmaker, InboxStatus.FAILED, 1, within=10)
+    assert answered_after < 1

@@ -326,6 +326,11 @@ class TelegramChannel:
         token = row.lease_until
         update = self.update_of(row.payload)
         messages = row.replies or []
+        if update.callback_query is not None:
+            # At once, even if handling fails or waits: the button stops spinning. An
+            # answer again (a retry) or too late is refused by Telegram, which is fine.
+            with contextlib.suppress(TelegramError):
+                await update.callback_query.answer()
         try:
             if row.status == InboxStatus.RECEIVED:
                 try:
@@ -483,12 +488,8 @@ class TelegramChannel:
             await inbox.mark_answered(session, row_id, token=token)
 
     async def send(self, update: Update, messages: Sequence[Outgoing]) -> None:
-        """Answer the pressed button, then edit the pressed message or send the replies."""
+        """Edit the pressed message (its query is answered on claiming) or send the replies."""
         query = update.callback_query
-        if query is not None:
-            # Always answered, so a stale button stops spinning; a too-old query is fine.
-            with contextlib.suppress(BadRequest):
-                await query.answer()
         chat = update.effective_chat
         if chat is None or not messages:
             return
