@@ -88,12 +88,23 @@ async def test_a_button_press_is_answered_and_edits_the_pressed_message(
 async def test_an_edit_that_fails_is_sent_as_a_new_message(
     api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    api.fail_not_modified()
+    api.fail("editMessageText", 400, "Bad Request: message can't be edited")
     async with running(sessionmaker, settings_for(api, database_url), api):
         await api.inject(callback_update(api.next_update_id(), "hp"))
         [sent] = await api.wait_for("sendMessage")
     assert sent.params["reply_markup"]["inline_keyboard"]
     await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+
+
+async def test_an_edit_to_the_same_text_sends_no_duplicate(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    api.fail_not_modified()
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        await api.inject(callback_update(api.next_update_id(), "hp"))
+        await api.wait_for("editMessageText")
+        await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+    assert api.calls_of("sendMessage") == []
 
 
 async def test_a_stale_or_forged_button_is_answered_politely(

@@ -503,8 +503,11 @@ class TelegramChannel:
                     reply_markup=inline_markup(messages[0]),
                 )
                 return
-            except BadRequest:  # not modified, too old to edit: send it as a new message
-                pass
+            except BadRequest as exc:
+                # The same text again (a double tap): the message already shows it.
+                if "message is not modified" in exc.message.lower():
+                    return
+                # Too old to edit, deleted …: send it as a new message.
         await self.send_messages(chat.id, messages)
 
     async def send_messages(self, chat_id: int | str, messages: Sequence[Outgoing]) -> None:
