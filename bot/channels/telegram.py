@@ -42,6 +42,7 @@ from bot.channels.telegram_render import (
     markup,
     render_replies,
 )
+from bot.channels.telegram_webhook import BadUpdate
 from bot.config import Settings, TelegramSettings
 from db import inbox, outbox
 from db.leases import LeaseLost
@@ -246,11 +247,17 @@ class TelegramChannel:
     # Receiving -----------------------------------------------------------------------
 
     async def receive(self, payloads: Sequence[dict[str, Any]]) -> int:
-        """Store updates (Bot API JSON) in one unit of work; return how many were new."""
+        """Store updates (Bot API JSON) in one unit of work; return how many were new.
+
+        Raise BadUpdate, storing none, if one does not parse as an update.
+        """
         new = 0
         async with self.sessionmaker() as session, session.begin():
             for payload in payloads:
-                update = self.update_of(payload)
+                try:
+                    update = self.update_of(payload)
+                except Exception as exc:  # PTB raises whatever the malformed field causes
+                    raise BadUpdate(payload.get("update_id", 0), type(exc).__name__) from None
                 if await inbox.store(
                     session, CHANNEL, str(update.update_id), chat_key(update), payload
                 ):
