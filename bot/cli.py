@@ -160,7 +160,10 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.channels.telegram import startup_failure
     from bot.service import run_service
 
-    logging.getLogger("bot").setLevel(logging.INFO)
+    # Our own loggers at INFO; httpx and httpcore stay at WARNING: their lines carry the
+    # request URL, which holds the bot token.
+    for name in ("bot", "handlers", "jobs"):
+        logging.getLogger(name).setLevel(logging.INFO)
     async with open_database(settings) as sessionmaker:
         # The loops retry their own failures; what gets here failed the start-up: getMe,
         # the webhook's port, setWebhook. One sentence each, never the token.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config import DatabaseSettings, Settings, TelegramSettings
 from db.models import ChannelAccount, InboxStatus
 from tests.factories import add_person, add_unit
 from tests.fake_bot_api import (
@@ -167,3 +170,20 @@ async def test_group_chats_get_a_pointer_to_the_private_chat(
         await wait_status(sessionmaker, InboxStatus.ANSWERED, 2)
     assert sent.params["chat_id"] == -100123
     assert "trò chuyện riêng" in sent.params["text"]
+
+
+async def test_short_polling_pauses_between_empty_answers(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    settings = Settings(
+        database=DatabaseSettings(url=SecretStr(database_url)),
+        telegram=TelegramSettings(
+            token=SecretStr(api.token), base_url=api.base_url, poll_timeout=0
+        ),
+    )
+    async with running(sessionmaker, settings, api):
+        await api.inject(text_update(api.next_update_id(), "/help"))
+        await api.wait_for("sendMessage")
+        await asyncio.sleep(1.5)
+    # One empty getUpdates a second, not hundreds.
+    assert len(api.calls_of("getUpdates")) <= 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -126,3 +127,38 @@ async def test_a_refused_set_webhook_is_one_sentence(api: FakeBotApi, tmp_path: 
         "trainingbot: Telegram refused to start the bot: Bad webhook: failed to resolve host"
     )
     assert api.token not in err
+
+
+def test_run_logs_our_loggers_at_info_and_httpx_at_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.service
+    from bot.cli import main
+
+    seen: dict[str, int] = {}
+
+    async def service(*_args: object, **_kwargs: object) -> int:
+        names = ("bot", "handlers", "jobs", "httpx", "httpcore")
+        seen.update({name: logging.getLogger(name).getEffectiveLevel() for name in names})
+        return 0
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n', encoding="utf-8"
+    )
+    monkeypatch.setenv("TRAININGBOT_TELEGRAM_TOKEN", "123456:TEST-token")
+    monkeypatch.setattr(bot.service, "run_service", service)
+    levels = {name: logging.getLogger(name).level for name in ("bot", "handlers", "jobs")}
+    try:
+        assert main(["--config", str(config), "db", "upgrade"]) == 0
+        assert main(["--config", str(config), "run"]) == 0
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    assert seen == {
+        "bot": logging.INFO,
+        "handlers": logging.INFO,
+        "jobs": logging.INFO,
+        "httpx": logging.WARNING,
+        "httpcore": logging.WARNING,
+    }

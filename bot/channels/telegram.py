@@ -72,6 +72,8 @@ LEASE = dt.timedelta(seconds=60)
 # A worker with nothing to do looks again this often, for updates other processes stored.
 IDLE_SECONDS = 1.0
 MAX_SEND_ATTEMPTS = 5
+# With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
+EMPTY_POLL_PAUSE = 1.0
 
 
 def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -290,6 +292,9 @@ class TelegramChannel:
                 if updates:
                     await self.receive([update.to_dict() for update in updates])
                     offset = max(update.update_id for update in updates) + 1
+                elif timeout == 0:
+                    # Short polling answers at once: without a pause it would spin.
+                    await self._pause(EMPTY_POLL_PAUSE)
             except RetryAfter as exc:
                 await self._pause(_retry_seconds(exc))
                 continue
