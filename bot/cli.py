@@ -150,17 +150,30 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """Start the configured chat channels and jobs."""
-    if settings.telegram.token is None:
+    telegram = settings.telegram
+    if telegram.token is None:
         raise CommandError(
             "no chat channel is configured: set [telegram] token in config.toml (or the "
             "TRAININGBOT_TELEGRAM_TOKEN environment variable); `make demo` chats offline "
             "in the terminal without one"
         )
+    from bot.channels.telegram import startup_failure
     from bot.service import run_service
 
-    logging.getLogger("bot").setLevel(logging.INFO)
+    # Our own loggers at INFO; httpx and httpcore stay at WARNING: their lines carry the
+    # request URL, which holds the bot token.
+    for name in ("bot", "handlers", "jobs"):
+        logging.getLogger(name).setLevel(logging.INFO)
     async with open_database(settings) as sessionmaker:
-        return await run_service(sessionmaker, settings)
+        # The loops retry their own failures; what gets here failed the start-up: getMe,
+        # the webhook's port, setWebhook. One sentence each, never the token.
+        try:
+            return await run_service(sessionmaker, settings)
+        except Exception as exc:
+            sentence = startup_failure(exc, telegram)
+            if sentence is None:
+                raise
+            raise CommandError(sentence) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

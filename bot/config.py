@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -95,6 +96,21 @@ class RegistrationSettings(_Section):
 
 
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# A bot token as @BotFather gives it: the bot's id, a colon, then letters, digits, _ and -.
+_BOT_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+
+
+def _host_of(value: str) -> str | None:
+    """Return the host of an http(s) URL, or None when it has none (or is not a URL)."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        return None
+    if not host or any(char.isspace() for char in value):
+        return None
+    return host
 
 
 class TelegramSettings(_Section):
@@ -115,18 +131,47 @@ class TelegramSettings(_Section):
     # Polling mode: how long one getUpdates request waits for an update, in seconds.
     poll_timeout: int = Field(default=30, ge=0, le=60)
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        # TRAININGBOT_TELEGRAM_TOKEN= (empty) means no token, as leaving it out does.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
+            # The value is not echoed: it is a secret.
+            raise ValueError(
+                "is not a bot token: @BotFather gives one like 110201543:AAH… (digits, a colon, "
+                "then letters, digits, _ and -)"
+            )
+        return None if value is None else SecretStr(value.get_secret_value().strip())
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for a local Bot API server)")
-        return value.rstrip("/")
+        if _host_of(value) is None:
+            raise ValueError("must name a host, e.g. https://api.telegram.org")
+        value = value.rstrip("/")
+        if urlsplit(value).path.rsplit("/", 1)[-1].startswith("bot"):
+            raise ValueError(
+                "must be the server's root, without /bot… (the bot adds /bot<token>/<method>), "
+                "e.g. https://api.telegram.org"
+            )
+        return value
 
     @field_validator("url")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("https://"):
             raise ValueError("must start with https:// (Telegram posts webhooks only over TLS)")
+        if value is not None and _host_of(value) is None:
+            raise ValueError("must name a host, e.g. https://bot.example.org/telegram")
         return value
 
     @field_validator("secret_token")

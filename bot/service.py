@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +20,11 @@ from db import inbox
 from jobs.offers import sweep_offers
 
 log = logging.getLogger(__name__)
+
+# After the stop, the loops get this long to finish what they hold (an update being
+# handled); then they are cancelled. A cancelled unit of work is rolled back and its
+# lease runs out, so the update is taken again by the next process: nothing is lost.
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,19 @@ async def run_periodic(
             await asyncio.wait_for(stopping.wait(), timeout=job.every.total_seconds())
 
 
+def _ending(task: asyncio.Task[None]) -> str:
+    """Return how a task that should have run until the stop ended: its error's type."""
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return "returned" if exc is None else type(exc).__name__
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for `tasks` to end, without raising what they raised (they log their own)."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_service(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -73,8 +92,14 @@ async def run_service(
     stopping: asyncio.Event | None = None,
     jobs: list[PeriodicJob] | None = None,
     handle_signals: bool = True,
+    stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
-    """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status."""
+    """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status.
+
+    Every loop (workers, notices, jobs, polling) runs until the stop. One that ends before
+    (a bug: each retries its own failures) is logged, the service stops cleanly and exits
+    1, so a supervisor restarts it instead of it limping on without, say, polling.
+    """
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
@@ -83,18 +108,21 @@ async def run_service(
     telegram = settings.telegram
     channel = TelegramChannel(build_application(telegram), sessionmaker, settings)
     server: WebhookServer | None = None
+    names: dict[asyncio.Task[None], str] = {}
+    job_stop = asyncio.Event()
+    status = 0
     await channel.initialize()
     try:
-        tasks = [asyncio.create_task(channel.work()) for _ in range(channel.workers)]
-        tasks.append(asyncio.create_task(channel.deliver_notices()))
-        job_stop = asyncio.Event()
-        tasks += [
-            asyncio.create_task(run_periodic(job, sessionmaker, settings, job_stop))
-            for job in (PERIODIC_JOBS if jobs is None else jobs)
-        ]
+        for number in range(1, channel.workers + 1):
+            names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
+        names[asyncio.create_task(channel.deliver_notices())] = "notice sender"
+        for job in PERIODIC_JOBS if jobs is None else jobs:
+            task = asyncio.create_task(run_periodic(job, sessionmaker, settings, job_stop))
+            names[task] = f"periodic job {job.name}"
         poller: asyncio.Task[None] | None = None
         if telegram.mode == "polling":
             poller = asyncio.create_task(channel.poll())
+            names[poller] = "telegram polling"
         else:
             # The config refuses webhook mode without both.
             assert telegram.url is not None
@@ -107,25 +135,40 @@ async def run_service(
                 telegram.url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES)
             )
         log.info("trainingbot started (telegram, %s mode)", telegram.mode)
-        await stopping.wait()
+        stop_asked: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
+        done, _running = await asyncio.wait(
+            [stop_asked, *names], return_when=asyncio.FIRST_COMPLETED
+        )
+        stop_asked.cancel()
+        for task in names:
+            if task in done:
+                log.error("%s ended unexpectedly (%s)", names[task], _ending(task))
+                status = 1
         log.info("trainingbot stopping")
         if poller is not None:
             # Nothing in a pending getUpdates is acknowledged yet: cancelling loses nothing.
             poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            await _finish([poller])
         if server is not None:
             await server.stop()
             server = None
         channel.stop()
         job_stop.set()
-        # Workers finish the update in hand, then return.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Workers finish the update in hand, then return; one stuck (a database that does
+        # not answer) is cancelled after the grace period, in `finally`.
+        _done, stuck = await asyncio.wait(names, timeout=stop_grace)
+        if stuck:
+            log.warning("%s loops still busy %ss after the stop: cancelled", len(stuck), stop_grace)
     finally:
+        # After a failed start (setWebhook refused), the loops started so far end here.
+        left = [task for task in names if not task.done()]
+        for task in left:
+            task.cancel()
+        await _finish(left)
         if server is not None:
             await server.stop()
         await channel.shutdown()
         for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("trainingbot stopped")
-    return 0
+    return status

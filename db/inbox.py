@@ -5,6 +5,9 @@ the database, the rendered replies kept in `replies`, in the same unit of work a
 flow's changes) → ANSWERED (replies sent). A crash between HANDLED and ANSWERED resends
 the replies once more; a crash before HANDLED handles the update again. An update that
 keeps failing ends FAILED after MAX_ATTEMPTS, so its chat goes on.
+
+A worker settles an update only while it holds the lease it claimed (the `token`, see
+db/leases.py); otherwise `LeaseLost` is raised, to roll back the caller's unit of work.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from db.leases import claim_next, lease_free
+from db.leases import LeaseLost, claim_next, held, lease_free
 from db.models import InboundUpdate, InboxStatus
 from db.session import upsert_insert
 
@@ -50,9 +53,10 @@ async def claim(
     """Lease the oldest unfinished update of a chat that has no earlier unfinished one.
 
     An update is unfinished while RECEIVED (to handle) or HANDLED (replies to send); the
-    caller looks at `status` to know which. Taking only a chat's oldest unfinished update
-    keeps each chat's order even with workers in several processes; a lease that expired
-    (its worker crashed) lets another worker take the update again.
+    caller looks at `status` to know which, and passes its `lease_until` as the token to
+    what settles it. Taking only a chat's oldest unfinished update keeps each chat's order
+    even with workers in several processes; a lease that expired (its worker crashed or is
+    too slow) lets another worker take the update again.
     """
     earlier = aliased(InboundUpdate)
     pick = (
@@ -78,24 +82,60 @@ async def claim(
     return (await session.scalars(stmt.execution_options(populate_existing=True))).one()
 
 
-async def mark_handled(
-    session: AsyncSession, update_id: int, replies: list[dict[str, Any]], now: dt.datetime
+async def _settle(
+    session: AsyncSession,
+    update_id: int,
+    token: dt.datetime,
+    statuses: tuple[InboxStatus, ...],
+    values: dict[str, Any],
 ) -> None:
-    """Record that the update was answered in the database and what to send."""
-    await session.execute(
+    """Update the row if still leased under `token` in one of `statuses`, else LeaseLost."""
+    result = await session.execute(
         update(InboundUpdate)
-        .where(InboundUpdate.id == update_id)
-        .values(status=InboxStatus.HANDLED, replies=replies, handled_at=now)
+        .where(held(InboundUpdate, update_id, token), InboundUpdate.status.in_(statuses))
+        .values(**values)
+        .returning(InboundUpdate.id)
     )
+    if result.scalar() is None:
+        raise LeaseLost(f"inbox row {update_id}")
 
 
-async def mark_answered(session: AsyncSession, update_id: int) -> None:
+async def mark_handled(
+    session: AsyncSession,
+    update_id: int,
+    replies: list[dict[str, Any]],
+    now: dt.datetime,
+    *,
+    token: dt.datetime,
+) -> None:
+    """Record that the update was answered in the database and what to send.
+
+    `attempts` starts again at 0: from now on it counts failures to send, which have
+    their own limit, apart from failures to handle.
+    """
+    values = {"status": InboxStatus.HANDLED, "replies": replies, "handled_at": now, "attempts": 0}
+    await _settle(session, update_id, token, (InboxStatus.RECEIVED,), values)
+
+
+async def renew(
+    session: AsyncSession, update_id: int, *, token: dt.datetime, until: dt.datetime
+) -> dt.datetime:
+    """Extend the lease of a handled update to `until` (before sending); return the new token."""
+    await _settle(session, update_id, token, (InboxStatus.HANDLED,), {"lease_until": until})
+    return until
+
+
+async def postpone(
+    session: AsyncSession, update_id: int, *, token: dt.datetime, until: dt.datetime
+) -> None:
+    """Send a handled update's replies after `until` (Telegram asked to wait); no attempt."""
+    await _settle(session, update_id, token, (InboxStatus.HANDLED,), {"lease_until": until})
+
+
+async def mark_answered(session: AsyncSession, update_id: int, *, token: dt.datetime) -> None:
     """Record that the update's replies were sent and release it."""
-    await session.execute(
-        update(InboundUpdate)
-        .where(InboundUpdate.id == update_id)
-        .values(status=InboxStatus.ANSWERED, lease_until=None)
-    )
+    values = {"status": InboxStatus.ANSWERED, "lease_until": None}
+    await _settle(session, update_id, token, (InboxStatus.HANDLED,), values)
 
 
 async def record_failure(
@@ -103,6 +143,7 @@ async def record_failure(
     update_id: int,
     error: str,
     *,
+    token: dt.datetime,
     now: dt.datetime,
     retry_after: dt.timedelta,
     max_attempts: int = MAX_ATTEMPTS,
@@ -112,19 +153,29 @@ async def record_failure(
 
     `replies` (an apology) are kept on a FAILED update, for the record.
     """
-    row = await session.get(InboundUpdate, update_id, populate_existing=True)
-    if row is None:
-        return True
-    row.attempts += 1
-    row.last_error = error[:1000]
-    if row.attempts >= max_attempts:
-        row.status = InboxStatus.FAILED
-        row.lease_until = None
-        if replies is not None:
-            row.replies = replies
-        return True
-    row.lease_until = now + retry_after
-    return False
+    result = await session.execute(
+        update(InboundUpdate)
+        .where(held(InboundUpdate, update_id, token), InboundUpdate.status.in_(UNFINISHED))
+        .values(
+            attempts=InboundUpdate.attempts + 1,
+            last_error=error[:1000],
+            lease_until=now + retry_after,
+        )
+        .returning(InboundUpdate.attempts)
+    )
+    attempts = result.scalar()
+    if attempts is None:
+        raise LeaseLost(f"inbox row {update_id}")
+    if attempts < max_attempts:
+        return False
+    # The UPDATE above holds the row (PostgreSQL) or the database (SQLite) until commit.
+    values: dict[str, Any] = {"status": InboxStatus.FAILED, "lease_until": None}
+    if replies is not None:
+        values["replies"] = replies
+    await session.execute(
+        update(InboundUpdate).where(InboundUpdate.id == update_id).values(**values)
+    )
+    return True
 
 
 async def purge_answered(session: AsyncSession, *, before: dt.datetime) -> int:

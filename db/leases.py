@@ -1,11 +1,18 @@
-"""Claim the next row of a work queue with a lease, so one worker of many takes it."""
+"""Claim the next row of a work queue with a lease, so one worker of many takes it.
+
+A claim's `lease_until` is also its token: a worker settles the row only `WHERE
+lease_until = token` (see `held`). A worker whose lease ran out (a slow send) and whose
+row another worker took meanwhile finds no row and must undo its work (`LeaseLost`),
+so an update is never handled or answered twice. Another claim can only come after the
+lease ran out, and sets a later `lease_until`, so no two claims share a token.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, update
+from sqlalchemy import ColumnElement, Select, and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -46,3 +53,12 @@ async def claim_next(
 def lease_free(model: Any, now: dt.datetime) -> ColumnElement[bool]:
     """Return the condition that a row is under no live lease (none, or expired: a crash)."""
     return or_(model.lease_until.is_(None), model.lease_until < now)
+
+
+class LeaseLost(Exception):
+    """The row is no longer leased by this worker: its lease ran out and it was taken."""
+
+
+def held(model: Any, row_id: int, token: dt.datetime) -> ColumnElement[bool]:
+    """Return the condition that row `row_id` is still under the lease `token` of a claim."""
+    return and_(model.id == row_id, model.lease_until == token)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.leases import claim_next, lease_free
+from db.leases import LeaseLost, claim_next, held, lease_free
 from db.models import ChannelAccount, Conversation, OutboxMessage, OutboxStatus
 
 MAX_ATTEMPTS = 5
@@ -28,6 +28,8 @@ class Notice:
     language: str | None
     payload: dict[str, Any]
     attempts: int
+    # The claim's lease_until: the row is settled only while it is still this (leases.py).
+    token: dt.datetime
 
 
 async def claim_notice(
@@ -64,46 +66,58 @@ async def claim_notice(
         )
         .where(OutboxMessage.id == row_id, ChannelAccount.channel == channel)
     )
-    row, external_id, language = (await session.execute(stmt)).one()
-    return Notice(row.id, external_id, language, row.payload, row.attempts)
+    row, external_id, language = (
+        await session.execute(stmt.execution_options(populate_existing=True))
+    ).one()
+    return Notice(row.id, external_id, language, row.payload, row.attempts, now + lease)
 
 
-async def mark_sent(session: AsyncSession, notice_id: int, channel: str, now: dt.datetime) -> None:
-    """Record that the notice was delivered on `channel`."""
-    await session.execute(
+async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:
+    """Update the notice if still queued under its claim's lease, else raise LeaseLost."""
+    result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == notice_id)
-        .values(status=OutboxStatus.SENT, channel=channel, sent_at=now, lease_until=None)
-    )
-
-
-async def mark_failed(session: AsyncSession, notice_id: int, channel: str, reason: str) -> None:
-    """Record that the notice cannot be delivered (e.g. the person blocked the bot)."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == notice_id)
-        .values(
-            status=OutboxStatus.FAILED,
-            channel=channel,
-            last_error=reason[:1000],
-            lease_until=None,
-            attempts=OutboxMessage.attempts + 1,
+        .where(
+            held(OutboxMessage, notice.id, notice.token),
+            OutboxMessage.status == OutboxStatus.QUEUED,
         )
+        .values(**values)
+        .returning(OutboxMessage.id)
     )
+    if result.scalar() is None:
+        raise LeaseLost(f"outbox row {notice.id}")
+
+
+async def mark_sent(session: AsyncSession, notice: Notice, channel: str, now: dt.datetime) -> None:
+    """Record that the notice was delivered on `channel`."""
+    values = {"status": OutboxStatus.SENT, "channel": channel, "sent_at": now, "lease_until": None}
+    await _settle(session, notice, values)
+
+
+async def mark_failed(session: AsyncSession, notice: Notice, channel: str, reason: str) -> None:
+    """Record that the notice cannot be delivered (e.g. the person blocked the bot)."""
+    values = {
+        "status": OutboxStatus.FAILED,
+        "channel": channel,
+        "last_error": reason[:1000],
+        "lease_until": None,
+        "attempts": OutboxMessage.attempts + 1,
+    }
+    await _settle(session, notice, values)
+
+
+async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
+    """Send the notice after `until` (Telegram asked to wait): no attempt is counted."""
+    await _settle(session, notice, {"lease_until": until})
 
 
 async def retry_later(
-    session: AsyncSession, notice_id: int, reason: str, *, now: dt.datetime, delay: dt.timedelta
+    session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime, delay: dt.timedelta
 ) -> bool:
     """Count a failed attempt and retry after `delay`, or end FAILED; return True if FAILED."""
-    row = await session.get(OutboxMessage, notice_id, populate_existing=True)
-    if row is None:
-        return True
-    row.attempts += 1
-    row.last_error = reason[:1000]
-    if row.attempts >= MAX_ATTEMPTS:
-        row.status = OutboxStatus.FAILED
-        row.lease_until = None
-        return True
-    row.lease_until = now + delay
-    return False
+    if notice.attempts + 1 >= MAX_ATTEMPTS:
+        values: dict[str, Any] = {"status": OutboxStatus.FAILED, "lease_until": None}
+    else:
+        values = {"lease_until": now + delay}
+    values |= {"attempts": OutboxMessage.attempts + 1, "last_error": reason[:1000]}
+    await _settle(session, notice, values)
+    return notice.attempts + 1 >= MAX_ATTEMPTS

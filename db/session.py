@@ -18,6 +18,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 # How long a SQLite unit of work waits for another one's write lock before failing.
 SQLITE_BUSY_SECONDS = 30
+# How long opening a PostgreSQL connection may take (asyncpg's default is 60 s): a server
+# that accepts but never answers must not hold a worker, or a stop, that long.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -36,7 +39,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, **kwargs)
+        connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.pop("connect_args", {})}
+        return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **kwargs)

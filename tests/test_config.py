@@ -192,3 +192,41 @@ def test_webhook_settings_from_the_environment() -> None:
     assert (telegram.mode, telegram.listen_port, telegram.path) == ("webhook", 8443, "/telegram")
     assert telegram.secret_token is not None
     assert telegram.secret_token.get_secret_value() == "abc_DEF-123"
+
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_an_empty_telegram_token_is_no_token(token: str) -> None:
+    assert load_settings(None, {"TRAININGBOT_TELEGRAM_TOKEN": token}).telegram.token is None
+
+
+@pytest.mark.parametrize("token", ["hunter2", "123456", "abc:def", "123:has space", "123:ab/cd"])
+def test_a_token_that_is_not_a_bot_token_is_refused_without_echoing_it(token: str) -> None:
+    message = error_of(None, {"TRAININGBOT_TELEGRAM_TOKEN": token})
+    assert message.startswith("TRAININGBOT_TELEGRAM_TOKEN: [telegram] token: is not a bot token")
+    assert token not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("base_url", "http://", "must name a host"),
+        ("base_url", "https:///bot", "must name a host"),
+        ("base_url", "https://api.telegram.org/bot", "without /bot"),
+        ("base_url", "https://api.telegram.org/bot/", "without /bot"),
+        ("base_url", "https://api.telegram.org/bot123:abc", "without /bot"),
+        ("url", "https://", "must name a host"),
+        ("url", "https://:8443/telegram", "must name a host"),
+    ],
+)
+def test_telegram_urls_without_a_host_or_with_bot_are_refused(
+    tmp_path: Path, key: str, value: str, expected: str
+) -> None:
+    path = write(tmp_path, f'[telegram]\n{key} = "{value}"\n')
+    message = error_of(path)
+    assert message.startswith(f"{path} line 2: [telegram] {key}: ")
+    assert expected in message
+
+
+def test_a_local_bot_api_server_under_a_path_is_accepted() -> None:
+    environ = {"TRAININGBOT_TELEGRAM_BASE_URL": "http://127.0.0.1:8081/tg-api/"}
+    assert load_settings(None, environ).telegram.base_url == "http://127.0.0.1:8081/tg-api"

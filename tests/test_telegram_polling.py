@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config import DatabaseSettings, Settings, TelegramSettings
 from db.models import ChannelAccount, InboxStatus
 from tests.factories import add_person, add_unit
 from tests.fake_bot_api import (
@@ -88,12 +91,23 @@ async def test_a_button_press_is_answered_and_edits_the_pressed_message(
 async def test_an_edit_that_fails_is_sent_as_a_new_message(
     api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
-    api.fail_not_modified()
+    api.fail("editMessageText", 400, "Bad Request: message can't be edited")
     async with running(sessionmaker, settings_for(api, database_url), api):
         await api.inject(callback_update(api.next_update_id(), "hp"))
         [sent] = await api.wait_for("sendMessage")
     assert sent.params["reply_markup"]["inline_keyboard"]
     await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+
+
+async def test_an_edit_to_the_same_text_sends_no_duplicate(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    api.fail_not_modified()
+    async with running(sessionmaker, settings_for(api, database_url), api):
+        await api.inject(callback_update(api.next_update_id(), "hp"))
+        await api.wait_for("editMessageText")
+        await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+    assert api.calls_of("sendMessage") == []
 
 
 async def test_a_stale_or_forged_button_is_answered_politely(
@@ -156,3 +170,20 @@ async def test_group_chats_get_a_pointer_to_the_private_chat(
         await wait_status(sessionmaker, InboxStatus.ANSWERED, 2)
     assert sent.params["chat_id"] == -100123
     assert "trò chuyện riêng" in sent.params["text"]
+
+
+async def test_short_polling_pauses_between_empty_answers(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    settings = Settings(
+        database=DatabaseSettings(url=SecretStr(database_url)),
+        telegram=TelegramSettings(
+            token=SecretStr(api.token), base_url=api.base_url, poll_timeout=0
+        ),
+    )
+    async with running(sessionmaker, settings, api):
+        await api.inject(text_update(api.next_update_id(), "/help"))
+        await api.wait_for("sendMessage")
+        await asyncio.sleep(1.5)
+    # One empty getUpdates a second, not hundreds.
+    assert len(api.calls_of("getUpdates")) <= 5

@@ -59,9 +59,10 @@ async def test_replies_handled_but_not_sent_are_sent_after_a_crash(
     async with sessionmaker() as session, session.begin():
         row = await inbox.claim(session, CHANNEL, now=now, lease=dt.timedelta(minutes=1))
         assert row is not None
+        assert row.lease_until is not None
     async with sessionmaker() as session, session.begin():
         messages = await channel.handle(session, channel.update_of(row.payload), now)
-        await inbox.mark_handled(session, row.id, messages, now)
+        await inbox.mark_handled(session, row.id, messages, now, token=row.lease_until)
     # The process dies here; its lease runs out.
     async with sessionmaker() as session, session.begin():
         await session.execute(update(InboundUpdate).values(lease_until=now - dt.timedelta(1)))
@@ -92,8 +93,9 @@ async def test_an_update_under_a_live_lease_waits_for_it(
         again = await inbox.claim(session, CHANNEL, now=later, lease=lease)
         assert again is not None
         assert again.update_key == "1"  # the lease ran out: a crash; taken again, in order
-        await inbox.mark_handled(session, again.id, [], later)
-        await inbox.mark_answered(session, again.id)
+        assert again.lease_until is not None
+        await inbox.mark_handled(session, again.id, [], later, token=again.lease_until)
+        await inbox.mark_answered(session, again.id, token=again.lease_until)
     async with sessionmaker() as session, session.begin():
         nxt = await inbox.claim(session, CHANNEL, now=later, lease=lease)
     assert nxt is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -102,3 +103,33 @@ async def test_a_malformed_body_is_refused(
     async with running(sessionmaker, settings, api):
         assert await post(settings, body) == 400
     assert await inbox_rows(sessionmaker) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"update_id": true}',
+        b'{"update_id": false, "message": {}}',
+        b'{"update_id": 7, "message": "Ph\\u1ea1m Thu Trang"}',
+        b'{"update_id": 8, "message": {}}',
+        b'{"update_id": 9, "callback_query": [1]}',
+    ],
+)
+async def test_a_body_that_is_not_an_update_is_refused_without_a_traceback(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    body: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = webhook_settings(api, database_url)
+    async with running(sessionmaker, settings, api):
+        assert await post(settings, body) == 400
+        # The webhook still works.
+        assert await post(settings, text_update(1, "/help")) == 200
+        await wait_status(sessionmaker, InboxStatus.ANSWERED, 1)
+    assert [row.update_key for row in await inbox_rows(sessionmaker)] == ["1"]
+    assert "Traceback" not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
+    assert "Phạm" not in caplog.text

@@ -24,7 +24,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, BotCommand, Message, Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import Application
 
 from bot.channels.telegram_render import (
@@ -35,8 +42,10 @@ from bot.channels.telegram_render import (
     markup,
     render_replies,
 )
+from bot.channels.telegram_webhook import BadUpdate
 from bot.config import Settings, TelegramSettings
 from db import inbox, outbox
+from db.leases import LeaseLost
 from db.models import Conversation, InboundUpdate, InboxStatus
 from db.repos import Repos
 from handlers.dispatch import dispatch
@@ -63,6 +72,8 @@ LEASE = dt.timedelta(seconds=60)
 # A worker with nothing to do looks again this often, for updates other processes stored.
 IDLE_SECONDS = 1.0
 MAX_SEND_ATTEMPTS = 5
+# With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
+EMPTY_POLL_PAUSE = 1.0
 
 
 def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -82,6 +93,38 @@ def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, 
         .updater(None)
         .build()
     )
+
+
+def startup_failure(exc: Exception, settings: TelegramSettings) -> str | None:
+    """Return one sentence for a failure to start the channel, never the token; else None.
+
+    Start-up is getMe (a refused token, an unreachable server), the webhook's listening
+    port and setWebhook.
+    """
+    if isinstance(exc, InvalidToken):
+        return (
+            "Telegram refused the bot token ([telegram] token or TRAININGBOT_TELEGRAM_TOKEN): "
+            "check it with @BotFather"
+        )
+    if isinstance(exc, NetworkError) and not isinstance(exc, BadRequest):
+        # (PTB's BadRequest is a NetworkError too: Telegram's answer, handled below.)
+        return (
+            f"cannot reach the Telegram Bot API at {settings.base_url} ({type(exc).__name__}): "
+            "check [telegram] base_url and the network"
+        )
+    if isinstance(exc, TelegramError):
+        reason = exc.message
+        if settings.token is not None:
+            reason = reason.replace(settings.token.get_secret_value(), "…")
+        return f"Telegram refused to start the bot: {reason}"
+    if isinstance(exc, OSError):
+        where = f"{settings.listen_host}:{settings.listen_port}"
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"cannot listen for the webhook on {where} ({reason}): check [telegram] "
+            "listen_host and listen_port"
+        )
+    return None
 
 
 def now_utc() -> dt.datetime:
@@ -206,11 +249,17 @@ class TelegramChannel:
     # Receiving -----------------------------------------------------------------------
 
     async def receive(self, payloads: Sequence[dict[str, Any]]) -> int:
-        """Store updates (Bot API JSON) in one unit of work; return how many were new."""
+        """Store updates (Bot API JSON) in one unit of work; return how many were new.
+
+        Raise BadUpdate, storing none, if one does not parse as an update.
+        """
         new = 0
         async with self.sessionmaker() as session, session.begin():
             for payload in payloads:
-                update = self.update_of(payload)
+                try:
+                    update = self.update_of(payload)
+                except Exception as exc:  # PTB raises whatever the malformed field causes
+                    raise BadUpdate(payload.get("update_id", 0), type(exc).__name__) from None
                 if await inbox.store(
                     session, CHANNEL, str(update.update_id), chat_key(update), payload
                 ):
@@ -223,31 +272,39 @@ class TelegramChannel:
         """Fetch updates by long polling until stopped; acknowledge a batch only once stored.
 
         Telegram forgets updates below the offset of the next getUpdates, so the next
-        offset is asked for only after the batch is committed to the inbox.
+        offset is asked for only after the batch is committed to the inbox. A failure (the
+        Bot API or the database unreachable) is logged and retried with the same offset,
+        after a growing pause: nothing acknowledged is lost, and polling never just ends.
         """
-        await self.bot.delete_webhook()
         timeout = self.settings.telegram.poll_timeout
         offset: int | None = None
         failures = 0
-        log.info("telegram polling started")
+        webhook_deleted = False
         while not self.stopping:
             try:
+                if not webhook_deleted:
+                    await self.bot.delete_webhook()
+                    webhook_deleted = True
+                    log.info("telegram polling started")
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=timeout, allowed_updates=list(ALLOWED_UPDATES)
                 )
+                if updates:
+                    await self.receive([update.to_dict() for update in updates])
+                    offset = max(update.update_id for update in updates) + 1
+                elif timeout == 0:
+                    # Short polling answers at once: without a pause it would spin.
+                    await self._pause(EMPTY_POLL_PAUSE)
             except RetryAfter as exc:
                 await self._pause(_retry_seconds(exc))
                 continue
-            except TelegramError as exc:
+            except Exception as exc:  # the Bot API or the database: wait, then try again
                 failures += 1
-                log.warning("getUpdates failed (%s); retrying", type(exc).__name__)
+                # The error's type only: a database error's text may quote an update.
+                log.warning("telegram polling failed (%s); retrying", type(exc).__name__)
                 await self._pause(min(30.0, 2.0**failures))
                 continue
             failures = 0
-            if not updates:
-                continue
-            await self.receive([update.to_dict() for update in updates])
-            offset = max(update.update_id for update in updates) + 1
         log.info("telegram polling stopped")
 
     async def _pause(self, seconds: float) -> None:
@@ -277,17 +334,35 @@ class TelegramChannel:
             row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
         if row is None:
             return False
+        assert row.lease_until is not None
+        token = row.lease_until
         update = self.update_of(row.payload)
         messages = row.replies or []
-        if row.status == InboxStatus.RECEIVED:
-            try:
-                async with self.sessionmaker() as session, session.begin():
-                    messages = await self.handle(session, update, now)
-                    await inbox.mark_handled(session, row.id, messages, now)
-            except Exception as exc:
-                await self._handling_failed(row.id, row.attempts, update, exc)
-                return True
-        await self._deliver(row.id, update, messages)
+        if update.callback_query is not None:
+            # At once, even if handling fails or waits: the button stops spinning. An
+            # answer again (a retry) or too late is refused by Telegram, which is fine.
+            with contextlib.suppress(TelegramError):
+                await update.callback_query.answer()
+        try:
+            if row.status == InboxStatus.RECEIVED:
+                try:
+                    async with self.sessionmaker() as session, session.begin():
+                        messages = await self.handle(session, update, now)
+                        # LeaseLost here undoes the handling: another worker has the update.
+                        await inbox.mark_handled(session, row.id, messages, now, token=token)
+                except LeaseLost:
+                    raise
+                except Exception as exc:
+                    await self._handling_failed(row.id, token, row.attempts, update, exc)
+                    return True
+            await self._deliver(row.id, token, update, messages)
+        except LeaseLost:
+            log.warning(
+                "telegram update %s (row %s): lease ran out and the update was taken again; "
+                "left to that worker",
+                update.update_id,
+                row.id,
+            )
         return True
 
     async def handle(
@@ -345,7 +420,7 @@ class TelegramChannel:
         return hint or self.settings.bot.default_language
 
     async def _handling_failed(
-        self, row_id: int, attempts: int, update: Update, exc: Exception
+        self, row_id: int, token: dt.datetime, attempts: int, update: Update, exc: Exception
     ) -> None:
         """Count the failure; after the last attempt apologise and let the chat go on."""
         # Ids and the error's type only: its message may quote what the user wrote.
@@ -361,6 +436,7 @@ class TelegramChannel:
                 session,
                 row_id,
                 type(exc).__name__,
+                token=token,
                 now=now_utc(),
                 retry_after=_backoff(attempts),
                 replies=apology,
@@ -372,49 +448,60 @@ class TelegramChannel:
 
     # Sending -------------------------------------------------------------------------
 
-    async def _deliver(self, row_id: int, update: Update, messages: list[Outgoing]) -> None:
-        """Send a handled update's replies and mark it answered; retry later on failure."""
+    async def _deliver(
+        self, row_id: int, token: dt.datetime, update: Update, messages: list[Outgoing]
+    ) -> None:
+        """Send a handled update's replies and mark it answered; retry later on failure.
+
+        The lease is renewed first, so the send has a whole lease before another worker
+        may take the update; if it was already taken (LeaseLost), nothing is sent.
+        """
+        async with self.sessionmaker() as session, session.begin():
+            token = await inbox.renew(session, row_id, token=token, until=now_utc() + self.lease)
         try:
             await self.send(update, messages)
         except Forbidden:
             # The user blocked the bot: nothing to retry.
-            if update.effective_user is not None:
-                async with self.sessionmaker() as session, session.begin():
+            async with self.sessionmaker() as session, session.begin():
+                if update.effective_user is not None:
                     await Repos(session).people.set_reachable(
                         CHANNEL, str(update.effective_user.id), False
                     )
+                await inbox.mark_answered(session, row_id, token=token)
+            return
+        except RetryAfter as exc:
+            # Telegram's rate limit: not a failure of this update, so no attempt is counted.
+            seconds = _retry_seconds(exc)
+            log.warning("telegram update %s: rate limited for %ss", update.update_id, seconds)
+            until = now_utc() + dt.timedelta(seconds=seconds)
+            async with self.sessionmaker() as session, session.begin():
+                await inbox.postpone(session, row_id, token=token, until=until)
+            self._wake.set()
+            return
         except TelegramError as exc:
             log.warning(
                 "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
             )
             async with self.sessionmaker() as session, session.begin():
-                row = await session.get(InboundUpdate, row_id)
+                row = await session.get(InboundUpdate, row_id, populate_existing=True)
                 attempts = row.attempts if row else 0
-                delay = (
-                    dt.timedelta(seconds=_retry_seconds(exc))
-                    if isinstance(exc, RetryAfter)
-                    else _backoff(attempts)
-                )
                 await inbox.record_failure(
                     session,
                     row_id,
                     type(exc).__name__,
+                    token=token,
                     now=now_utc(),
-                    retry_after=delay,
+                    retry_after=_backoff(attempts),
                     max_attempts=MAX_SEND_ATTEMPTS,
                 )
             self._wake.set()
             return
         async with self.sessionmaker() as session, session.begin():
-            await inbox.mark_answered(session, row_id)
+            await inbox.mark_answered(session, row_id, token=token)
 
     async def send(self, update: Update, messages: Sequence[Outgoing]) -> None:
-        """Answer the pressed button, then edit the pressed message or send the replies."""
+        """Edit the pressed message (its query is answered on claiming) or send the replies."""
         query = update.callback_query
-        if query is not None:
-            # Always answered, so a stale button stops spinning; a too-old query is fine.
-            with contextlib.suppress(BadRequest):
-                await query.answer()
         chat = update.effective_chat
         if chat is None or not messages:
             return
@@ -428,8 +515,11 @@ class TelegramChannel:
                     reply_markup=inline_markup(messages[0]),
                 )
                 return
-            except BadRequest:  # not modified, too old to edit: send it as a new message
-                pass
+            except BadRequest as exc:
+                # The same text again (a double tap): the message already shows it.
+                if "message is not modified" in exc.message.lower():
+                    return
+                # Too old to edit, deleted …: send it as a new message.
         await self.send_messages(chat.id, messages)
 
     async def send_messages(self, chat_id: int | str, messages: Sequence[Outgoing]) -> None:
@@ -450,6 +540,9 @@ class TelegramChannel:
         while not self.stopping:
             try:
                 busy = await self.send_notice_once()
+            except LeaseLost:
+                log.warning("notice lease ran out and the notice was taken again")
+                busy = True
             except Exception as exc:
                 log.error("notice sender error: %s", type(exc).__name__)
                 busy = False
@@ -470,20 +563,25 @@ class TelegramChannel:
         except Forbidden as exc:
             async with self.sessionmaker() as session, session.begin():
                 await Repos(session).people.set_reachable(CHANNEL, notice.external_id, False)
-                await outbox.mark_failed(session, notice.id, CHANNEL, f"Forbidden: {exc.message}")
+                await outbox.mark_failed(session, notice, CHANNEL, f"Forbidden: {exc.message}")
+            return True
+        except RetryAfter as exc:
+            # Telegram's rate limit: no attempt is counted, the notice waits as asked.
+            until = now_utc() + dt.timedelta(seconds=_retry_seconds(exc))
+            async with self.sessionmaker() as session, session.begin():
+                await outbox.postpone(session, notice, until=until)
             return True
         except (TelegramError, KeyError, ValueError) as exc:
             log.warning("notice %s not sent: %s", notice.id, type(exc).__name__)
-            delay = (
-                dt.timedelta(seconds=_retry_seconds(exc))
-                if isinstance(exc, RetryAfter)
-                else _backoff(notice.attempts)
-            )
             async with self.sessionmaker() as session, session.begin():
                 await outbox.retry_later(
-                    session, notice.id, type(exc).__name__, now=now_utc(), delay=delay
+                    session,
+                    notice,
+                    type(exc).__name__,
+                    now=now_utc(),
+                    delay=_backoff(notice.attempts),
                 )
             return True
         async with self.sessionmaker() as session, session.begin():
-            await outbox.mark_sent(session, notice.id, CHANNEL, now_utc())
+            await outbox.mark_sent(session, notice, CHANNEL, now_utc())
         return True

@@ -15,8 +15,19 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # A Telegram update is a few kilobytes; anything much larger is not one.
 MAX_BODY = 1024 * 1024
+# At a stop, requests in flight get this long (a stuck one is cut: Telegram posts it again).
+SHUTDOWN_SECONDS = 5.0
 
 Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
+
+
+class BadUpdate(ValueError):
+    """A body that does not parse as a Telegram update; `reason` is the error's type only."""
+
+    def __init__(self, update_id: int, reason: str) -> None:
+        super().__init__(f"update {update_id} does not parse: {reason}")
+        self.update_id = update_id
+        self.reason = reason
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -38,10 +49,16 @@ def build_web_app(receive: Receive, *, path: str, secret_token: str) -> web.Appl
             payload = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
             return web.Response(status=400, text="bad request")
-        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+        # `type is int`: a JSON true is a bool, which Python counts as an int.
+        if not isinstance(payload, dict) or type(payload.get("update_id")) is not int:
             return web.Response(status=400, text="bad request")
         # A failure to store answers 500, so Telegram delivers the update again later.
-        await receive([payload])
+        try:
+            await receive([payload])
+        except BadUpdate as exc:
+            # The id and the error's type only: the body may quote what a user wrote.
+            log.warning("webhook update %s refused: %s", exc.update_id, exc.reason)
+            return web.Response(status=400, text="bad request")
         return web.Response(text="ok")
 
     app = web.Application(client_max_size=MAX_BODY)
@@ -54,7 +71,7 @@ class WebhookServer:
     """The aiohttp server of the webhook, started and stopped with the service."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
         self.host = host
         self.port = port
 
