@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import random
 import statistics
-import tempfile
 import time
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.roster import postgres_database
+from bench.roster import on_each_database
 from db import migrate
 from db.models import (
     ChannelAccount,
@@ -172,16 +170,7 @@ async def main() -> None:
         f"catalog benchmark: {PEOPLE:,} people, {CLASSES} classes, {REGISTRATIONS:,} "
         f"registrations; one message through dispatch, {ROUNDS} rounds each"
     )
-    with tempfile.TemporaryDirectory() as folder:
-        await run_on("sqlite", f"sqlite+aiosqlite:///{folder}/bench.db")
-    server = os.environ.get("TRAININGBOT_BENCH_POSTGRES_URL") or os.environ.get(
-        "TRAININGBOT_TEST_POSTGRES_URL"
-    )
-    if server:
-        async with postgres_database(server) as url:
-            await run_on("postgresql", url)
-    else:
-        print("postgresql skipped: set TRAININGBOT_BENCH_POSTGRES_URL to include it")
+    await on_each_database(run_on)
 
 
 if __name__ == "__main__":

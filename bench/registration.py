@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import statistics
-import tempfile
 import time
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.catalog import NOW, TODAY, seed
-from bench.roster import postgres_database
+from bench.roster import on_each_database
 from db import migrate
 from db.models import ChannelAccount, Person, Registration, TrainingClass
 from db.repos import Repos
@@ -137,16 +135,7 @@ async def run_on(label: str, url: str) -> None:
 async def main() -> None:
     """Run the registration benchmark on every configured database."""
     print(f"registration benchmark: the catalog's province; {ROUNDS} rounds each")
-    with tempfile.TemporaryDirectory() as folder:
-        await run_on("sqlite", f"sqlite+aiosqlite:///{folder}/bench.db")
-    server = os.environ.get("TRAININGBOT_BENCH_POSTGRES_URL") or os.environ.get(
-        "TRAININGBOT_TEST_POSTGRES_URL"
-    )
-    if server:
-        async with postgres_database(server) as url:
-            await run_on("postgresql", url)
-    else:
-        print("postgresql skipped: set TRAININGBOT_BENCH_POSTGRES_URL to include it")
+    await on_each_database(run_on)
 
 
 if __name__ == "__main__":

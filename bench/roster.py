@@ -14,7 +14,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -111,20 +111,30 @@ async def run_on(label: str, url: str, units: Path, people: Path) -> None:
         )
 
 
+async def on_each_database(run: Callable[[str, str], Awaitable[None]]) -> None:
+    """Run `run(label, url)` on a fresh SQLite file and, when configured, on PostgreSQL."""
+    with tempfile.TemporaryDirectory() as folder:
+        await run("sqlite", f"sqlite+aiosqlite:///{folder}/bench.db")
+    server = os.environ.get("TRAININGBOT_BENCH_POSTGRES_URL") or os.environ.get(
+        "TRAININGBOT_TEST_POSTGRES_URL"
+    )
+    if server:
+        async with postgres_database(server) as url:
+            await run("postgresql", url)
+    else:
+        print("postgresql skipped: set TRAININGBOT_BENCH_POSTGRES_URL to include it")
+
+
 async def main() -> None:
     """Run the roster import benchmark on every configured database."""
     with tempfile.TemporaryDirectory() as folder:
         units, people = write_roster(Path(folder))
         print(f"roster import benchmark: {PEOPLE:,} people in {UNITS} units")
-        await run_on("sqlite", f"sqlite+aiosqlite:///{folder}/bench.db", units, people)
-        server = os.environ.get("TRAININGBOT_BENCH_POSTGRES_URL") or os.environ.get(
-            "TRAININGBOT_TEST_POSTGRES_URL"
-        )
-        if server:
-            async with postgres_database(server) as url:
-                await run_on("postgresql", url, units, people)
-        else:
-            print("postgresql skipped: set TRAININGBOT_BENCH_POSTGRES_URL to include it")
+
+        async def run(label: str, url: str) -> None:
+            await run_on(label, url, units, people)
+
+        await on_each_database(run)
 
 
 if __name__ == "__main__":
