@@ -139,7 +139,8 @@ def language_data(language: str) -> str:
     return f"lg:{language}"
 
 
-def _number(text: str, maximum: int) -> int | None:
+def number_in(text: str, maximum: int = MAX_ID) -> int | None:
+    """Return the positive number `text` spells (no sign, no leading 0), if at most `maximum`."""
     if not _NUMBER.fullmatch(text):
         return None
     value = int(text)
@@ -162,7 +163,7 @@ def _list_query(text: str, *, paged: bool) -> ListQuery | None:
         values[key] = value
     if not set(values) <= {"p", "prog", "form", "m", "e"} or ("p" in values) != paged:
         return None
-    page = _number(values["p"], MAX_PAGE) if paged else 1
+    page = number_in(values["p"], MAX_PAGE) if paged else 1
     program = values.get("prog")
     form = values.get("form")
     month = values.get("m")
@@ -198,11 +199,11 @@ def decode(data: str) -> Callback | None:
         query = _list_query(rest, paged=False)
         return ShowMenu(Menu(prefix), query) if query else None
     if prefix == "cd":
-        class_id = _number(rest, MAX_ID)
+        class_id = number_in(rest, MAX_ID)
         return ShowClass(class_id) if class_id else None
     if prefix == "sr":
         page_text, _, tag = rest.partition(":")
-        page = _number(page_text, MAX_PAGE)
+        page = number_in(page_text, MAX_PAGE)
         return SearchPage(page, tag) if page and _TAG.fullmatch(tag) else None
     if prefix == "lg" and rest in ("vi", "en"):
         return SetLanguage(rest)

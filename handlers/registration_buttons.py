@@ -9,16 +9,13 @@ Decoding never raises: anything else decodes to None.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from handlers.callbacks import number_in
 from handlers.seat_notices import ACCEPT_OFFER, DECLINE_OFFER
 
 MY_REGISTRATIONS = "my"
-# Ids are 32-bit integers in the database.
-_MAX_ID = 2**31 - 1
-_ID = re.compile(r"[1-9]\d{0,9}")
 
 
 class Do(StrEnum):
@@ -61,7 +58,7 @@ def decode_registration(data: str) -> RegistrationButton | MyRegistrations | Non
     if data == MY_REGISTRATIONS:
         return MyRegistrations()
     prefix, sep, rest = data.partition(":")
-    if not sep or prefix not in Do.__members__.values() or not _ID.fullmatch(rest):
+    target_id = number_in(rest)
+    if not sep or prefix not in Do.__members__.values() or target_id is None:
         return None
-    target_id = int(rest)
-    return RegistrationButton(Do(prefix), target_id) if target_id <= _MAX_ID else None
+    return RegistrationButton(Do(prefix), target_id)

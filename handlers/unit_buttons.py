@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from handlers.callbacks import MAX_ID, MAX_PAGE
+from handlers.callbacks import MAX_ID, MAX_PAGE, number_in
 
 # Preset rejection reasons are numbered from 1 (see unit_head.PRESET_REASONS).
 MAX_PRESET = 9
@@ -145,18 +145,11 @@ def decline_nomination_data(registration_id: int) -> str:
     return f"nd:{registration_id}"
 
 
-def _number(text: str, maximum: int) -> int | None:
-    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 10:
-        return None
-    value = int(text)
-    return value if value <= maximum else None
-
-
 def _numbers(text: str, *maxima: int) -> list[int] | None:
     parts = text.split(":")
     if len(parts) != len(maxima):
         return None
-    values = [_number(part, maximum) for part, maximum in zip(parts, maxima, strict=True)]
+    values = [number_in(part, maximum) for part, maximum in zip(parts, maxima, strict=True)]
     return None if None in values else [v for v in values if v is not None]
 
 
