@@ -89,7 +89,6 @@ async def dispatch(
         settings=settings,
         channel=incoming.channel,
         user_id=incoming.user_id,
-        chat_id=incoming.chat_id,
     )
     state, replies = await answer(state, incoming, ctx)
     # Replies without buttons (an error, a prompt) leave the last buttons pressable.

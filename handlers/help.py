@@ -25,7 +25,7 @@ def main_menu(ctx: Context) -> tuple[tuple[Button, ...], ...]:
             Button(Msg("menu.language"), Action.LANGUAGES.value),
         ),
     )
-    if ctx.person is not None and (ctx.person.is_unit_head or ctx.is_admin):
+    if ctx.leads_units:
         rows += ((Button(Msg("unit.menu"), unit_page_data(1)),),)
     return rows
 
@@ -35,7 +35,7 @@ def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
     mine: list[Msg] = []
     if ctx.person is not None:
         mine.append(Msg("help.my"))
-        if ctx.person.is_unit_head or ctx.is_admin:
+        if ctx.leads_units:
             mine.append(Msg("help.unit"))
         mine.append(Msg("help.logout"))
     return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))

@@ -77,10 +77,9 @@ class Context:
     person: Person | None
     now: dt.datetime
     settings: ChatSettings
-    # Who is talking on which platform: (channel, user id, chat id).
+    # Who is talking on which platform.
     channel: str = ""
     user_id: str = ""
-    chat_id: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -92,6 +91,11 @@ class Context:
         """Return whether the person talking is a school admin (roster role or [bot] admins)."""
         person = self.person
         return person is not None and (person.is_admin or person.phone in self.settings.admins)
+
+    @property
+    def leads_units(self) -> bool:
+        """Return whether the person talking may use /unit: a unit head or an admin."""
+        return self.person is not None and (self.person.is_unit_head or self.is_admin)
 
     @property
     def today(self) -> dt.date:
