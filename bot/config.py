@@ -27,6 +27,13 @@ from sqlalchemy.exc import ArgumentError
 
 from db.phone import normalize_phone
 from handlers.types import ChatSettings
+from jobs.timing import (
+    DEFAULT_REMINDERS,
+    NotifySettings,
+    parse_clock,
+    parse_offset,
+    parse_quiet_hours,
+)
 
 ENV_PREFIX = "TRAININGBOT_"
 CONFIG_ENV = "TRAININGBOT_CONFIG"
@@ -202,11 +209,57 @@ class TelegramSettings(_Section):
         return self
 
 
+def _checked(parse: Any) -> Any:
+    """Return a validator that keeps the text but refuses what `parse` refuses."""
+
+    def check(value: str) -> str:
+        parse(value)
+        return value
+
+    return AfterValidator(check)
+
+
+class NotificationSettings(_Section):
+    # Local time span in which nothing non-urgent is sent ("" for none).
+    quiet_hours: Annotated[str, _checked(parse_quiet_hours)] = "21:00-07:00"
+    # Before a class: "Nd HH:MM" (days before the first day, at a time) or "Nh"/"Nm"
+    # (before the first session).
+    reminders: list[Annotated[str, _checked(parse_offset)]] = Field(
+        default_factory=lambda: list(DEFAULT_REMINDERS)
+    )
+    digest_time: Annotated[str, _checked(parse_clock)] = "17:00"
+    admin_summary_time: Annotated[str, _checked(parse_clock)] = "07:30"
+    pending_alert_hours: float = Field(default=24, gt=0, le=24 * 30)
+    deadline_warning_days: int = Field(default=3, ge=0, le=60)
+    # The delivery engine: every process together stays under these.
+    rate_per_second: float = Field(default=25, gt=0, le=1000)
+    per_chat_seconds: float = Field(default=1.0, ge=0, le=3600)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_seconds: float = Field(default=5, gt=0, le=3600)
+    # How often the scheduler looks for due jobs, in seconds.
+    tick_seconds: float = Field(default=15, gt=0, le=3600)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
     registration: RegistrationSettings = RegistrationSettings()
     telegram: TelegramSettings = TelegramSettings()
+    notifications: NotificationSettings = NotificationSettings()
+
+    @property
+    def notify(self) -> NotifySettings:
+        """Return what the notification jobs need of these settings."""
+        section = self.notifications
+        return NotifySettings(
+            chat=self.chat,
+            quiet_hours=parse_quiet_hours(section.quiet_hours),
+            reminders=tuple(parse_offset(text) for text in section.reminders),
+            digest_at=parse_clock(section.digest_time),
+            admin_summary_at=parse_clock(section.admin_summary_time),
+            pending_alert_after=dt.timedelta(hours=section.pending_alert_hours),
+            deadline_warning_days=section.deadline_warning_days,
+        )
 
     @property
     def chat(self) -> ChatSettings:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
 from bot.channels.telegram_webhook import WebhookServer, build_web_app
 from bot.config import Settings
-from db import inbox
-from jobs.offers import sweep_offers
+from jobs.registry import JOBS
+from jobs.runner import Job, run_if_due
 
 log = logging.getLogger(__name__)
 
@@ -27,49 +27,69 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class PeriodicJob:
-    """A sweep run every `every` in its own unit of work, e.g. expiring seat offers."""
+class JobScheduler:
+    """APScheduler ticks that run the periodic jobs when the database says they are due.
 
-    name: str
-    every: dt.timedelta
-    run: Callable[[AsyncSession, dt.datetime, Settings], Awaitable[object]]
+    Each job ticks every `[notifications] tick_seconds` (or its own period, if shorter);
+    a tick runs the job only if its `job_run` row is due (jobs/runner.py). A tick that
+    comes while the previous one still runs is dropped (max_instances=1, coalesce), and
+    none is ever skipped for being late: the row, not the tick, carries what is due.
+    """
 
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        jobs: Sequence[Job],
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.jobs = list(jobs)
+        self.scheduler = AsyncIOScheduler(timezone=settings.bot.zone)
+        self._running: set[asyncio.Task[Any]] = set()
 
-async def _sweep_offers(session: AsyncSession, now: dt.datetime, settings: Settings) -> int:
-    return await sweep_offers(session, now, settings.chat)
-
-
-# Answered updates are kept this long to recognise a redelivery, then deleted.
-INBOX_RETENTION = dt.timedelta(days=7)
-
-
-async def _purge_inbox(session: AsyncSession, now: dt.datetime, _settings: Settings) -> int:
-    return await inbox.purge_answered(session, before=now - INBOX_RETENTION)
-
-
-# The periodic jobs of the service: sweeps that read what is due from the database.
-PERIODIC_JOBS: list[PeriodicJob] = [
-    PeriodicJob("sweep_offers", dt.timedelta(minutes=1), _sweep_offers),
-    PeriodicJob("purge_inbox", dt.timedelta(hours=1), _purge_inbox),
-]
-
-
-async def run_periodic(
-    job: PeriodicJob,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    stopping: asyncio.Event,
-) -> None:
-    """Run `job` every `job.every` until `stopping` is set; a failed run is logged and retried."""
-    while not stopping.is_set():
+    async def _tick(self, job: Job) -> None:
+        # The run is a task of its own, so `stop` can cancel it without the cancellation
+        # reaching APScheduler's executor (which logs it as a crash).
+        run = asyncio.create_task(
+            run_if_due(self.sessionmaker, job, now_utc(), self.settings.notify)
+        )
+        self._running.add(run)
         try:
-            async with sessionmaker() as session, session.begin():
-                await job.run(session, now_utc(), settings)
-        except Exception as exc:
-            log.error("periodic job %s failed: %s", job.name, type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=job.every.total_seconds())
+            await asyncio.wait([run])
+        finally:
+            self._running.discard(run)
+
+    def start(self) -> None:
+        """Start ticking: every job's first tick is now."""
+        tick = dt.timedelta(seconds=self.settings.notifications.tick_seconds)
+        first = dt.datetime.now(self.settings.bot.zone)
+        for job in self.jobs:
+            every = min(tick, job.every)
+            self.scheduler.add_job(
+                self._tick,
+                IntervalTrigger(seconds=every.total_seconds()),
+                args=[job],
+                id=job.name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=first,
+            )
+        self.scheduler.start()
+
+    async def stop(self, grace: float) -> None:
+        """Stop ticking and give the job runs in progress `grace` seconds, then cancel them."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        running = list(self._running)
+        if not running:
+            return
+        _done, stuck = await asyncio.wait(running, timeout=grace)
+        for task in stuck:
+            # Cancelled mid-job, its unit of work is rolled back: it runs again next time.
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
 
 
 def _ending(task: asyncio.Task[None]) -> str:
@@ -90,7 +110,7 @@ async def run_service(
     settings: Settings,
     *,
     stopping: asyncio.Event | None = None,
-    jobs: list[PeriodicJob] | None = None,
+    jobs: Sequence[Job] | None = None,
     handle_signals: bool = True,
     stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
@@ -109,16 +129,13 @@ async def run_service(
     channel = TelegramChannel(build_application(telegram), sessionmaker, settings)
     server: WebhookServer | None = None
     names: dict[asyncio.Task[None], str] = {}
-    job_stop = asyncio.Event()
+    scheduler = JobScheduler(sessionmaker, settings, JOBS if jobs is None else jobs)
     status = 0
     await channel.initialize()
     try:
         for number in range(1, channel.workers + 1):
             names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
         names[asyncio.create_task(channel.deliver_notices())] = "notice sender"
-        for job in PERIODIC_JOBS if jobs is None else jobs:
-            task = asyncio.create_task(run_periodic(job, sessionmaker, settings, job_stop))
-            names[task] = f"periodic job {job.name}"
         poller: asyncio.Task[None] | None = None
         if telegram.mode == "polling":
             poller = asyncio.create_task(channel.poll())
@@ -134,6 +151,7 @@ async def run_service(
             await channel.bot.set_webhook(
                 telegram.url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES)
             )
+        scheduler.start()
         log.info("trainingbot started (telegram, %s mode)", telegram.mode)
         stop_asked: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
         done, _running = await asyncio.wait(
@@ -153,7 +171,7 @@ async def run_service(
             await server.stop()
             server = None
         channel.stop()
-        job_stop.set()
+        await scheduler.stop(stop_grace)
         # Workers finish the update in hand, then return; one stuck (a database that does
         # not answer) is cancelled after the grace period, in `finally`.
         _done, stuck = await asyncio.wait(names, timeout=stop_grace)
@@ -165,6 +183,7 @@ async def run_service(
         for task in left:
             task.cancel()
         await _finish(left)
+        await scheduler.stop(0)
         if server is not None:
             await server.stop()
         await channel.shutdown()

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -176,6 +177,9 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    # Not sent, and rightly so: a later reminder superseded it, or it expired (the class
+    # started) while it waited.
+    SKIPPED = "skipped"
 
 
 class Unit(Base):
@@ -206,6 +210,9 @@ class Person(Base):
     is_learner: Mapped[bool] = mapped_column(Boolean, default=True)
     is_unit_head: Mapped[bool] = mapped_column(Boolean, default=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The channel notices go to when the person is linked on several; None: the one they
+    # used last.
+    preferred_channel: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -236,6 +243,11 @@ class ChannelAccount(Base):
     channel: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(64))
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
+    # When the account last became unreachable (blocked the bot); None while reachable.
+    unreachable_since: Mapped[dt.datetime | None]
+    # The earliest time the next notice may go to this chat: the per-chat rate limit,
+    # shared by every process.
+    next_send_at: Mapped[dt.datetime | None]
     linked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime | None]
 
@@ -264,6 +276,11 @@ class TrainingClass(Base):
     required_theory_level: Mapped[TheoryLevel | None] = mapped_column(_enum(TheoryLevel))
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[ClassStatus] = mapped_column(_enum(ClassStatus), default=ClassStatus.OPEN)
+    # Online classes: where to join (sent the day before).
+    online_url: Mapped[str | None] = mapped_column(String(500))
+    # The dates, times, place and status last announced to its registrants; the change
+    # sweep compares it with the class as it is now.
+    announced: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -342,6 +359,11 @@ class Registration(Base):
     reason: Mapped[str | None] = mapped_column(String(500))
     # While OFFERED: when the held seat passes to the next person on the waitlist.
     offer_expires_at: Mapped[dt.datetime | None]
+    # When the latest reminder queued for it was due (the reminder sweep queues only a
+    # later one).
+    reminded_for: Mapped[dt.datetime | None]
+    # While PENDING_APPROVAL: when the unit heads were told it waits too long.
+    head_alerted_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -354,7 +376,10 @@ class OutboxMessage(Base):
     """A notification to deliver; its idempotency key makes a repeated enqueue a no-op."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_message_status_due_at", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_outbox_message_status_due_at", "status", "due_at"),
+        Index("ix_outbox_message_group_key", "group_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -364,6 +389,13 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.QUEUED)
     due_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Urgent notices (a class moved or cancelled, a seat offered) go out in quiet hours too.
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Not sent after this (a reminder once the class started): it ends SKIPPED.
+    expires_at: Mapped[dt.datetime | None]
+    # Notices of one group (a registration's reminders) supersede each other: queuing
+    # one skips the older ones still queued.
+    group_key: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -416,3 +448,29 @@ class Conversation(Base):
     choices: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     expires_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeliveryPace(Base):
+    """A channel's global send rate, shared by every process: the next free send slot.
+
+    A sender reserves slots by moving `next_at` on under the row's lock; `slowdown`
+    stretches the interval after a 429 and eases back after sends that went through.
+    """
+
+    __tablename__ = "delivery_pace"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    next_at: Mapped[dt.datetime]
+    slowdown: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class JobRun(Base):
+    """When a periodic job runs next; claiming the row makes one process of many run it."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[dt.datetime]
+    last_started_at: Mapped[dt.datetime | None]
+    last_finished_at: Mapped[dt.datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(500))

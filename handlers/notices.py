@@ -11,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from db.models import OutboxMessage
+from sqlalchemy import update
+
+from db.leases import lease_free
+from db.models import OutboxMessage, OutboxStatus
 from db.repos import Repos
 from db.session import upsert_insert
 from handlers.types import Button, Msg, Param, Reply
@@ -79,14 +82,21 @@ async def notify(
     reply: Reply,
     *,
     due_at: dt.datetime,
-) -> None:
-    """Queue `reply` for `person_id`; a second notice with the same `key` is dropped.
+    urgent: bool = False,
+    expires_at: dt.datetime | None = None,
+    group_key: str | None = None,
+) -> bool:
+    """Queue `reply` for `person_id`; return False if a notice with this `key` exists.
 
     `kind` names what the notice is about (e.g. "registration.offered") for delivery
-    reports; `key` makes it idempotent (e.g. "offer:41:2026-12-01T08:00").
+    reports; `key` makes it idempotent (e.g. "offer:41:2026-12-01T08:00"). An `urgent`
+    notice goes out in quiet hours too; one not sent by `expires_at` is skipped. Queuing
+    a notice of a `group_key` skips the group's older notices still queued (a reminder
+    supersedes the earlier one that did not go out).
     """
-    await repos.session.execute(
-        upsert_insert(repos.session, OutboxMessage)
+    session = repos.session
+    inserted = await session.scalar(
+        upsert_insert(session, OutboxMessage)
         .values(
             idempotency_key=key,
             person_id=person_id,
@@ -94,6 +104,23 @@ async def notify(
             kind=kind,
             payload={"reply": encode_reply(reply)},
             due_at=due_at,
+            urgent=urgent,
+            expires_at=expires_at,
+            group_key=group_key,
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(OutboxMessage.id)
     )
+    if inserted is not None and group_key is not None:
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.group_key == group_key,
+                OutboxMessage.status == OutboxStatus.QUEUED,
+                OutboxMessage.id != inserted,
+                # One being sent right now is left to finish.
+                lease_free(OutboxMessage, due_at),
+            )
+            .values(status=OutboxStatus.SKIPPED, last_error="superseded", lease_until=None)
+        )
+    return inserted is not None

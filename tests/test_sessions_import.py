@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.cli import main
 from bot.roster_cli import import_command, read_roster_file
 from db import migrate
-from db.models import ClassSession, TrainingClass
+from db.models import ClassSession, Form, Program, TrainingClass
 from db.roster import REQUIRED_COLUMNS, import_rows, parse_time, validate_sessions
 from db.session import create_engine, create_sessionmaker
 from tests.factories import add_class, add_session
@@ -408,16 +408,36 @@ async def test_the_migration_keeps_the_first_of_two_sessions_with_one_start(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     await migrate.downgrade(engine, "0001")
+    # Core inserts of the columns revision 0001 has (the models have more by now).
     async with sessionmaker() as session, session.begin():
-        k1 = await add_class(session, "K1", "Lớp một", start=dt.date(2027, 1, 11))
-        session.add_all(
-            ClassSession(class_id=k1.id, starts_at=utc(11, 1), ends_at=utc(11, end), topic=topic)
-            for end, topic in ((3, "first"), (5, "second"), (9, "third"))
+        k1_id = await session.scalar(
+            insert(TrainingClass.__table__)
+            .values(
+                code="K1",
+                title="Lớp một",
+                program=Program.KY_NANG,
+                form=Form.FULL_TIME,
+                start_date=dt.date(2027, 1, 11),
+                end_date=dt.date(2027, 1, 15),
+                registration_deadline=dt.date(2027, 1, 4),
+                capacity=30,
+            )
+            .returning(TrainingClass.__table__.c.id)
         )
-        await session.flush()
-        await add_session(session, k1, utc(12, 1), topic="other day")
+        sessions = [
+            (utc(11, 1), utc(11, end), topic)
+            for end, topic in ((3, "first"), (5, "second"), (9, "third"))
+        ]
+        sessions.append((utc(12, 1), utc(12, 5), "other day"))
+        await session.execute(
+            insert(ClassSession.__table__),
+            [
+                {"class_id": k1_id, "starts_at": start, "ends_at": end, "topic": topic}
+                for start, end, topic in sessions
+            ],
+        )
     await migrate.upgrade(engine)
-    assert await schedule(sessionmaker, k1.id) == [
+    assert await schedule(sessionmaker, k1_id) == [
         (utc(11, 1), utc(11, 3), "first", None),
         (utc(12, 1), utc(12, 5), "other day", None),
     ]
