@@ -176,6 +176,18 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
             raise CommandError(sentence) from None
 
 
+async def jobs_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the due jobs and drain the outbox once, or show the queue and the jobs."""
+    from bot.jobs_cli import run_once, show_status
+
+    for name in ("bot", "handlers", "jobs"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    async with open_database(settings) as sessionmaker:
+        if args.jobs_command == "run-once":
+            return await run_once(sessionmaker, settings, sys.stdout)
+        return await show_status(sessionmaker, settings, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -229,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.set_defaults(handler=demo)
 
     commands.add_parser("run", help="start the service").set_defaults(handler=run)
+
+    jobs = commands.add_parser("jobs", help="the periodic jobs and the outbox")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    jobs_commands.add_parser(
+        "run-once", help="run every due job, send every notice due now, then exit"
+    ).set_defaults(handler=jobs_command)
+    jobs_commands.add_parser(
+        "status", help="show queued/sent/failed notices and the jobs' next runs"
+    ).set_defaults(handler=jobs_command)
     return parser
 
 

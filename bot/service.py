@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
 from bot.channels.telegram_webhook import WebhookServer, build_web_app
 from bot.config import Settings
+from bot.delivery import DeliveryEngine, DeliverySettings
 from jobs.registry import JOBS
 from jobs.runner import Job, run_if_due
 
@@ -130,12 +131,14 @@ async def run_service(
     server: WebhookServer | None = None
     names: dict[asyncio.Task[None], str] = {}
     scheduler = JobScheduler(sessionmaker, settings, JOBS if jobs is None else jobs)
+    engine = DeliveryEngine(sessionmaker, [channel], DeliverySettings.of(settings), settings.notify)
+    delivery_stop = asyncio.Event()
     status = 0
     await channel.initialize()
     try:
         for number in range(1, channel.workers + 1):
             names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
-        names[asyncio.create_task(channel.deliver_notices())] = "notice sender"
+        names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
         poller: asyncio.Task[None] | None = None
         if telegram.mode == "polling":
             poller = asyncio.create_task(channel.poll())
@@ -171,6 +174,7 @@ async def run_service(
             await server.stop()
             server = None
         channel.stop()
+        delivery_stop.set()
         await scheduler.stop(stop_grace)
         # Workers finish the update in hand, then return; one stuck (a database that does
         # not answer) is cancelled after the grace period, in `finally`.

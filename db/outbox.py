@@ -1,75 +1,310 @@
-"""Claim queued notices (outbox rows) for people reachable on one channel, and settle them.
+"""The outbox as a work queue: claim due notices in batches with send slots, and settle them.
 
-A minimal delivery queue for the chat channels; the notification engine of a later issue
-replaces it (with rate limits and a choice of channel per person).
+Rate limits hold across processes because they live in the database:
+- each channel's global pace is one `delivery_pace` row: a claim reserves as many
+  consecutive send slots as it took notices, under that row's lock;
+- the per-chat pace is the recipient's account `next_send_at`: a claim takes at most one
+  notice per person, only when none of their accounts is still paced, and moves it on.
+
+Claims lease the rows (`lease_until` = slot + lease), with FOR UPDATE SKIP LOCKED on
+PostgreSQL; on SQLite a unit of work holds the write lock from its start (db/session.py),
+so a claim is atomic there too. A crash leaves the lease to run out and the row is
+claimed again: a notice sent just before the crash may be sent once more, never lost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.leases import LeaseLost, claim_next, held, lease_free
-from db.models import ChannelAccount, Conversation, OutboxMessage, OutboxStatus
+from db.leases import LeaseLost, held, lease_free
+from db.models import (
+    ChannelAccount,
+    Conversation,
+    DeliveryPace,
+    OutboxMessage,
+    OutboxStatus,
+    Person,
+    UTCDateTime,
+)
+from db.session import upsert_insert
 
-MAX_ATTEMPTS = 5
+# A 429 stretches the channel's send interval by this factor (up to MAX_SLOWDOWN); each
+# later claim eases it back by RECOVERY until the configured rate holds again.
+SLOWDOWN_FACTOR = 1.5
+MAX_SLOWDOWN = 8.0
+RECOVERY = 0.9
+# Rows looked at per claim, as a multiple of the batch: some belong to paced chats.
+SCAN_FACTOR = 4
 
 
 @dataclass(frozen=True)
 class Notice:
-    """A claimed outbox row: where to send it and in which language."""
+    """A claimed outbox row: where, when and in which language to send it."""
 
     id: int
+    person_id: int
+    kind: str
+    channel: str
+    account_id: int
     external_id: str
     language: str | None
     payload: dict[str, Any]
     attempts: int
+    # The send slot reserved for it under the channel's global pace.
+    slot: dt.datetime
     # The claim's lease_until: the row is settled only while it is still this (leases.py).
     token: dt.datetime
 
 
-async def claim_notice(
-    session: AsyncSession, channel: str, *, now: dt.datetime, lease: dt.timedelta
-) -> Notice | None:
-    """Lease the oldest due notice whose person has a reachable account on `channel`.
+@dataclass(frozen=True)
+class Pace:
+    """How a claim paces what it takes."""
 
-    Notices for people without such an account stay queued for another channel.
-    """
-    reachable = select(ChannelAccount.person_id).where(
-        ChannelAccount.channel == channel, ChannelAccount.reachable.is_(True)
+    # Seconds between two sends of one channel, all processes together.
+    interval: dict[str, float]
+    # Seconds between two notices to one person.
+    per_chat: float
+    lease: dt.timedelta
+
+
+@dataclass
+class Claim:
+    """What one claim did: the notices to send and the rows it settled on the way."""
+
+    notices: list[Notice]
+    skipped: int = 0
+    unreachable: int = 0
+
+
+@dataclass(frozen=True)
+class _Account:
+    id: int
+    person_id: int
+    channel: str
+    external_id: str
+    language: str | None
+    last_seen_at: dt.datetime | None
+    next_send_at: dt.datetime | None
+
+
+def _due(now: dt.datetime, quiet: bool) -> list[Any]:
+    conditions: list[Any] = [
+        OutboxMessage.status == OutboxStatus.QUEUED,
+        OutboxMessage.due_at <= now,
+        lease_free(OutboxMessage, now),
+    ]
+    if quiet:
+        conditions.append(OutboxMessage.urgent.is_(True))
+    return conditions
+
+
+def _person_paced(now: dt.datetime) -> Any:
+    """Return the condition that a notice's person was written to less than a pace ago."""
+    return exists().where(
+        ChannelAccount.person_id == OutboxMessage.person_id,
+        ChannelAccount.next_send_at > now,
     )
-    pick = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == OutboxStatus.QUEUED,
-            OutboxMessage.due_at <= now,
-            OutboxMessage.person_id.in_(reachable),
-            lease_free(OutboxMessage, now),
+
+
+def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
+    return (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.person_id,
+            OutboxMessage.kind,
+            OutboxMessage.payload,
+            OutboxMessage.attempts,
+            OutboxMessage.expires_at,
         )
-        .order_by(OutboxMessage.due_at, OutboxMessage.id)
-        .limit(1)
+        .where(*_due(now, quiet), ~_person_paced(now))
+        .order_by(OutboxMessage.urgent.desc(), OutboxMessage.due_at, OutboxMessage.id)
+        .limit(limit)
     )
-    row_id = await claim_next(session, OutboxMessage, pick, now=now, lease=lease)
-    if row_id is None:
-        return None
+
+
+async def _accounts(
+    session: AsyncSession, person_ids: set[int], channels: Sequence[str], *, pg: bool
+) -> dict[int, _Account]:
+    """Lock and return, per person, the reachable account their notices go to.
+
+    The person's chosen channel if it is reachable, else the one they wrote from last.
+    Locks are taken in id order, so two claims never deadlock; one that waited for
+    another sees the `next_send_at` that claim set.
+    """
     stmt = (
-        select(OutboxMessage, ChannelAccount.external_id, Conversation.language)
-        .join(ChannelAccount, ChannelAccount.person_id == OutboxMessage.person_id)
+        select(
+            ChannelAccount.id,
+            ChannelAccount.person_id,
+            ChannelAccount.channel,
+            ChannelAccount.external_id,
+            ChannelAccount.last_seen_at,
+            ChannelAccount.next_send_at,
+            Person.preferred_channel,
+            Conversation.language,
+        )
+        .join(Person, Person.id == ChannelAccount.person_id)
         .outerjoin(
             Conversation,
             (Conversation.channel == ChannelAccount.channel)
             & (Conversation.chat_id == ChannelAccount.external_id),
         )
-        .where(OutboxMessage.id == row_id, ChannelAccount.channel == channel)
+        .where(
+            ChannelAccount.person_id.in_(person_ids),
+            ChannelAccount.channel.in_(channels),
+            ChannelAccount.reachable.is_(True),
+        )
+        .order_by(ChannelAccount.id)
     )
-    row, external_id, language = (
-        await session.execute(stmt.execution_options(populate_existing=True))
-    ).one()
-    return Notice(row.id, external_id, language, row.payload, row.attempts, now + lease)
+    if pg:
+        stmt = stmt.with_for_update(of=ChannelAccount)
+    chosen: dict[int, _Account] = {}
+    for row in (await session.execute(stmt.execution_options(populate_existing=True))).all():
+        account = _Account(
+            row.id,
+            row.person_id,
+            row.channel,
+            row.external_id,
+            row.language,
+            row.last_seen_at,
+            row.next_send_at,
+        )
+        current = chosen.get(row.person_id)
+        if current is None or _better(account, current, row.preferred_channel):
+            chosen[row.person_id] = account
+    return chosen
+
+
+def _better(account: _Account, current: _Account, preferred: str | None) -> bool:
+    """Return whether `account` should carry the person's notices rather than `current`."""
+    if (account.channel == preferred) != (current.channel == preferred):
+        return account.channel == preferred
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return (account.last_seen_at or never) > (current.last_seen_at or never)
+
+
+async def _reserve_slots(
+    session: AsyncSession, channel: str, count: int, now: dt.datetime, interval: float, *, pg: bool
+) -> list[dt.datetime]:
+    """Reserve `count` consecutive send slots of the channel's global pace; return them."""
+    await session.execute(
+        upsert_insert(session, DeliveryPace)
+        .values(channel=channel, next_at=now, slowdown=1.0)
+        .on_conflict_do_nothing(index_elements=["channel"])
+    )
+    stmt = select(DeliveryPace).where(DeliveryPace.channel == channel)
+    if pg:
+        stmt = stmt.with_for_update()
+    pace = (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
+    step = dt.timedelta(seconds=interval * pace.slowdown)
+    start = max(pace.next_at, now)
+    slots = [start + step * index for index in range(count)]
+    pace.next_at = start + step * count
+    pace.slowdown = max(1.0, pace.slowdown * RECOVERY)
+    await session.flush()
+    return slots
+
+
+async def claim_batch(
+    session: AsyncSession,
+    channels: Sequence[str],
+    *,
+    now: dt.datetime,
+    limit: int,
+    pace: Pace,
+    quiet: bool = False,
+) -> Claim:
+    """Lease up to `limit` due notices, at most one per person, each with its send slot.
+
+    Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
+    any of `channels` end FAILED ("unreachable"). In `quiet` hours only urgent notices
+    are taken.
+    """
+    pg = session.get_bind().dialect.name == "postgresql"
+    stmt = _candidates(now, quiet, limit * SCAN_FACTOR)
+    if pg:
+        stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
+    rows = (await session.execute(stmt)).all()
+    claim = Claim([])
+    expired = {row.id for row in rows if row.expires_at is not None and row.expires_at <= now}
+    rows = [row for row in rows if row.id not in expired]
+    accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
+    if expired:
+        claim.skipped = await _end(session, sorted(expired), OutboxStatus.SKIPPED, "expired")
+    unreachable = [row.id for row in rows if row.person_id not in accounts]
+    if unreachable:
+        claim.unreachable = await _end(
+            session, unreachable, OutboxStatus.FAILED, "unreachable: no reachable account"
+        )
+    # Paced: another claim took a notice for the person since the rows were picked.
+    paced = {
+        person_id
+        for person_id, account in accounts.items()
+        if account.next_send_at is not None and account.next_send_at > now
+    }
+    taken: dict[int, Any] = {}
+    for row in rows:
+        person_id = row.person_id
+        if person_id in accounts and person_id not in paced | taken.keys() and len(taken) < limit:
+            taken[person_id] = row
+    by_channel: dict[str, list[Any]] = {}
+    for row in taken.values():
+        by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
+    for channel, channel_rows in sorted(by_channel.items()):
+        slots = await _reserve_slots(
+            session, channel, len(channel_rows), now, pace.interval[channel], pg=pg
+        )
+        for row, slot in zip(channel_rows, slots, strict=True):
+            account = accounts[row.person_id]
+            token = slot + pace.lease
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == row.id).values(lease_until=token)
+            )
+            await session.execute(
+                update(ChannelAccount)
+                .where(ChannelAccount.id == account.id)
+                .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
+            )
+            claim.notices.append(
+                Notice(
+                    id=row.id,
+                    person_id=row.person_id,
+                    kind=row.kind,
+                    channel=channel,
+                    account_id=account.id,
+                    external_id=account.external_id,
+                    language=account.language,
+                    payload=row.payload,
+                    attempts=row.attempts,
+                    slot=slot,
+                    token=token,
+                )
+            )
+    claim.notices.sort(key=lambda notice: notice.slot)
+    return claim
+
+
+async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reason: str) -> int:
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids))
+        .values(status=status, last_error=reason, lease_until=None)
+    )
+    return len(ids)
+
+
+async def next_paced(session: AsyncSession, *, now: dt.datetime, quiet: bool) -> dt.datetime | None:
+    """Return when the earliest due notice that waits only for its person's pace may go."""
+    return await session.scalar(
+        select(func.min(ChannelAccount.next_send_at))
+        .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
+        .where(*_due(now, quiet), ChannelAccount.next_send_at > now)
+    )
 
 
 async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:
@@ -87,17 +322,26 @@ async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any])
         raise LeaseLost(f"outbox row {notice.id}")
 
 
-async def mark_sent(session: AsyncSession, notice: Notice, channel: str, now: dt.datetime) -> None:
-    """Record that the notice was delivered on `channel`."""
-    values = {"status": OutboxStatus.SENT, "channel": channel, "sent_at": now, "lease_until": None}
-    await _settle(session, notice, values)
+async def mark_sent(
+    session: AsyncSession, notice: Notice, *, now: dt.datetime, per_chat: float
+) -> None:
+    """Record that the notice was delivered; the person's pace counts from now."""
+    values = {"status": OutboxStatus.SENT, "channel": notice.channel, "sent_at": now}
+    await _settle(session, notice, values | {"lease_until": None})
+    # A send that went out after its slot (a slow answer) paces the chat from when it did.
+    pace_until = now + dt.timedelta(seconds=per_chat)
+    await session.execute(
+        update(ChannelAccount)
+        .where(ChannelAccount.id == notice.account_id, ChannelAccount.next_send_at < pace_until)
+        .values(next_send_at=pace_until)
+    )
 
 
-async def mark_failed(session: AsyncSession, notice: Notice, channel: str, reason: str) -> None:
-    """Record that the notice cannot be delivered (e.g. the person blocked the bot)."""
+async def mark_failed(session: AsyncSession, notice: Notice, reason: str) -> None:
+    """Record that the notice cannot be delivered, with the reason."""
     values = {
         "status": OutboxStatus.FAILED,
-        "channel": channel,
+        "channel": notice.channel,
         "last_error": reason[:1000],
         "lease_until": None,
         "attempts": OutboxMessage.attempts + 1,
@@ -106,18 +350,81 @@ async def mark_failed(session: AsyncSession, notice: Notice, channel: str, reaso
 
 
 async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
-    """Send the notice after `until` (Telegram asked to wait): no attempt is counted."""
+    """Send the notice after `until` (the platform asked to wait): no attempt is counted."""
     await _settle(session, notice, {"lease_until": until})
 
 
 async def retry_later(
-    session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime, delay: dt.timedelta
+    session: AsyncSession,
+    notice: Notice,
+    reason: str,
+    *,
+    until: dt.datetime,
+    max_attempts: int,
 ) -> bool:
-    """Count a failed attempt and retry after `delay`, or end FAILED; return True if FAILED."""
-    if notice.attempts + 1 >= MAX_ATTEMPTS:
-        values: dict[str, Any] = {"status": OutboxStatus.FAILED, "lease_until": None}
+    """Count a failed attempt and retry after `until`, or end FAILED; return True if FAILED."""
+    failed = notice.attempts + 1 >= max_attempts
+    values: dict[str, Any] = {"attempts": OutboxMessage.attempts + 1, "last_error": reason[:1000]}
+    if failed:
+        values |= {"status": OutboxStatus.FAILED, "channel": notice.channel, "lease_until": None}
     else:
-        values = {"lease_until": now + delay}
-    values |= {"attempts": OutboxMessage.attempts + 1, "last_error": reason[:1000]}
+        values["lease_until"] = until
     await _settle(session, notice, values)
-    return notice.attempts + 1 >= MAX_ATTEMPTS
+    return failed
+
+
+async def account_unreachable(
+    session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime
+) -> bool:
+    """Mark the notice's account unreachable; requeue the notice if the person has another.
+
+    Return True if the notice stays queued for another account, False if it FAILED.
+    """
+    await session.execute(
+        update(ChannelAccount)
+        .where(ChannelAccount.id == notice.account_id)
+        .values(
+            reachable=False,
+            unreachable_since=func.coalesce(
+                ChannelAccount.unreachable_since, literal(now, UTCDateTime())
+            ),
+        )
+    )
+    other = await session.scalar(
+        select(ChannelAccount.id).where(
+            ChannelAccount.person_id == notice.person_id,
+            ChannelAccount.reachable.is_(True),
+        )
+    )
+    if other is not None:
+        await _settle(session, notice, {"lease_until": None})
+        return True
+    await mark_failed(session, notice, f"unreachable: {reason}")
+    return False
+
+
+async def throttle(
+    session: AsyncSession, channel: str, *, until: dt.datetime, pg: bool | None = None
+) -> None:
+    """Hold every process's sends on `channel` until `until` and slow the channel's pace."""
+    if pg is None:
+        pg = session.get_bind().dialect.name == "postgresql"
+    stmt = select(DeliveryPace).where(DeliveryPace.channel == channel)
+    if pg:
+        stmt = stmt.with_for_update()
+    pace = (
+        await session.execute(stmt.execution_options(populate_existing=True))
+    ).scalar_one_or_none()
+    if pace is None:
+        session.add(DeliveryPace(channel=channel, next_at=until, slowdown=SLOWDOWN_FACTOR))
+        return
+    pace.next_at = max(pace.next_at, until)
+    pace.slowdown = min(MAX_SLOWDOWN, pace.slowdown * SLOWDOWN_FACTOR)
+
+
+async def counts(session: AsyncSession) -> dict[OutboxStatus, int]:
+    """Return how many outbox rows are in each status."""
+    rows = await session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    )
+    return {OutboxStatus(status): int(count) for status, count in rows.all()}

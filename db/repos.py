@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from db.catalog import ClassRepo
-from db.models import ChannelAccount, Conversation, Person
+from db.models import ChannelAccount, Conversation, Person, UTCDateTime, utcnow
 from db.session import upsert_insert
 
 
@@ -123,11 +123,20 @@ class PeopleRepo:
         return list((await self.session.scalars(stmt)).all())
 
     async def set_reachable(self, channel: str, external_id: str, reachable: bool) -> bool:
-        """Note whether the bot can write to this chat account; return False if none is linked."""
+        """Note whether the bot can write to this chat account; return False if none is linked.
+
+        An account that becomes unreachable keeps the time it did (`unreachable_since`), so
+        the unit heads are told once per time it happens.
+        """
+        since = (
+            None
+            if reachable
+            else func.coalesce(ChannelAccount.unreachable_since, literal(utcnow(), UTCDateTime()))
+        )
         result = await self.session.execute(
             update(ChannelAccount)
             .where(ChannelAccount.channel == channel, ChannelAccount.external_id == external_id)
-            .values(reachable=reachable)
+            .values(reachable=reachable, unreachable_since=since)
             .returning(ChannelAccount.id)
         )
         return result.first() is not None

@@ -16,7 +16,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import bot.channels.telegram as telegram_channel
-from bot.channels.telegram import TelegramChannel, now_utc
+from bot.channels.telegram import now_utc
+from bot.delivery import DeliveryEngine
 from bot.service import run_service
 from db import inbox
 from db import session as db_session
@@ -82,11 +83,11 @@ async def test_a_loop_that_ends_early_stops_the_service_cleanly_with_status_1(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken(_self: TelegramChannel) -> None:
+    async def broken(_self: DeliveryEngine, _stopping: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(TelegramChannel, "deliver_notices", broken)
+    monkeypatch.setattr(DeliveryEngine, "run", broken)
     caplog.set_level(logging.INFO)
     stopping = asyncio.Event()
     status = await asyncio.wait_for(
@@ -99,7 +100,7 @@ async def test_a_loop_that_ends_early_stops_the_service_cleanly_with_status_1(
         timeout=10,
     )
     assert status == 1
-    assert "notice sender ended unexpectedly (RuntimeError)" in caplog.text
+    assert "notice delivery ended unexpectedly (RuntimeError)" in caplog.text
     assert "trainingbot stopped" in caplog.text
     assert not stopping.is_set()
 

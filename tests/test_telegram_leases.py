@@ -83,22 +83,24 @@ async def test_a_late_notice_sender_cannot_settle_a_notice_taken_again(
         reply = Reply(lines=(Msg("start.intro"),))
         await notify(Repos(session), person.id, "test", "k1", reply, due_at=now_utc())
     now = now_utc()
+    pace = outbox.Pace(interval={CHANNEL: 0.04}, per_chat=1.0, lease=LEASE)
     async with sessionmaker() as session, session.begin():
-        late = await outbox.claim_notice(session, CHANNEL, now=now, lease=LEASE)
+        [late] = (await outbox.claim_batch(session, [CHANNEL], now=now, limit=5, pace=pace)).notices
+    later = now + 2 * LEASE
     async with sessionmaker() as session, session.begin():
-        fresh = await outbox.claim_notice(session, CHANNEL, now=now + 2 * LEASE, lease=LEASE)
-    assert late is not None
-    assert fresh is not None
+        claim = await outbox.claim_batch(session, [CHANNEL], now=later, limit=5, pace=pace)
+    [fresh] = claim.notices
     for settle in (
-        lambda s: outbox.mark_sent(s, late, CHANNEL, now),
-        lambda s: outbox.mark_failed(s, late, CHANNEL, "Forbidden"),
-        lambda s: outbox.retry_later(s, late, "E", now=now, delay=LEASE),
+        lambda s: outbox.mark_sent(s, late, now=now, per_chat=1.0),
+        lambda s: outbox.mark_failed(s, late, "Forbidden"),
+        lambda s: outbox.retry_later(s, late, "E", until=now + LEASE, max_attempts=5),
+        lambda s: outbox.postpone(s, late, until=now + LEASE),
     ):
         with pytest.raises(LeaseLost):
             async with sessionmaker() as session, session.begin():
                 await settle(session)
     async with sessionmaker() as session, session.begin():
-        await outbox.mark_sent(session, fresh, CHANNEL, now)
+        await outbox.mark_sent(session, fresh, now=later, per_chat=1.0)
     async with sessionmaker() as session:
         row = (await session.scalars(select(OutboxMessage))).one()
     assert (row.status, row.attempts) == (OutboxStatus.SENT, 0)

@@ -4,9 +4,9 @@ Updates come from long polling (our own getUpdates loop) or a webhook; each is s
 the inbox (db/inbox.py) before Telegram is told it arrived, then workers take them from
 the store in each chat's order: translate to `Incoming`, `dispatch`, render, send.
 
-Notices (outbox rows) are sent here too, one at a time. Telegram's rate limits (about
-25 messages/s overall, 1/s per chat) are not enforced yet beyond that; the notification
-engine of a later issue replaces `send_notice_once` with a rate-limited one.
+Notices (outbox rows) are sent by the delivery engine (bot/delivery.py), which owns the
+rate limits; this channel is its `Sender` for Telegram and maps the Bot API's answers to
+the engine's neutral errors (bot/senders.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import Application
 
@@ -44,13 +45,13 @@ from bot.channels.telegram_render import (
 )
 from bot.channels.telegram_webhook import BadUpdate
 from bot.config import Settings, TelegramSettings
-from db import inbox, outbox
+from bot.senders import PermanentFailure, TemporaryFailure, Throttled, Unreachable
+from db import inbox
 from db.leases import LeaseLost
 from db.models import Conversation, InboundUpdate, InboxStatus
 from db.repos import Repos
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
-from handlers.notices import decode_reply
 from handlers.types import Incoming, Msg, Reply
 
 log = logging.getLogger(__name__)
@@ -535,53 +536,29 @@ class TelegramChannel:
 
     # Notices -------------------------------------------------------------------------
 
-    async def deliver_notices(self) -> None:
-        """Send due notices to people linked on Telegram until stopped."""
-        while not self.stopping:
-            try:
-                busy = await self.send_notice_once()
-            except LeaseLost:
-                log.warning("notice lease ran out and the notice was taken again")
-                busy = True
-            except Exception as exc:
-                log.error("notice sender error: %s", type(exc).__name__)
-                busy = False
-            if not busy:
-                await self._pause(self.idle_seconds)
+    @property
+    def channel(self) -> str:
+        """Return the channel's name on accounts: the delivery engine's key for this sender."""
+        return CHANNEL
 
-    async def send_notice_once(self) -> bool:
-        """Claim one due notice and send it; return False when none is due."""
-        now = now_utc()
-        async with self.sessionmaker() as session, session.begin():
-            notice = await outbox.claim_notice(session, CHANNEL, now=now, lease=self.lease)
-        if notice is None:
-            return False
-        language = supported_language(notice.language) or self.settings.bot.default_language
+    async def send_notice(self, external_id: str, reply: Reply, language: str) -> None:
+        """Send a notice to a linked chat; raise the delivery engine's errors on failure.
+
+        429 → Throttled; 403 (blocked, deactivated) and a chat Telegram does not know →
+        Unreachable; timeouts, network errors and 5xx (PTB's NetworkError) →
+        TemporaryFailure; any other refusal → PermanentFailure.
+        """
         try:
-            reply = decode_reply(notice.payload["reply"])
-            await self.send_messages(notice.external_id, render_replies([reply], language))
-        except Forbidden as exc:
-            async with self.sessionmaker() as session, session.begin():
-                await Repos(session).people.set_reachable(CHANNEL, notice.external_id, False)
-                await outbox.mark_failed(session, notice, CHANNEL, f"Forbidden: {exc.message}")
-            return True
+            await self.send_messages(external_id, render_replies([reply], language))
         except RetryAfter as exc:
-            # Telegram's rate limit: no attempt is counted, the notice waits as asked.
-            until = now_utc() + dt.timedelta(seconds=_retry_seconds(exc))
-            async with self.sessionmaker() as session, session.begin():
-                await outbox.postpone(session, notice, until=until)
-            return True
-        except (TelegramError, KeyError, ValueError) as exc:
-            log.warning("notice %s not sent: %s", notice.id, type(exc).__name__)
-            async with self.sessionmaker() as session, session.begin():
-                await outbox.retry_later(
-                    session,
-                    notice,
-                    type(exc).__name__,
-                    now=now_utc(),
-                    delay=_backoff(notice.attempts),
-                )
-            return True
-        async with self.sessionmaker() as session, session.begin():
-            await outbox.mark_sent(session, notice, CHANNEL, now_utc())
-        return True
+            raise Throttled("429 Too Many Requests", _retry_seconds(exc)) from None
+        except Forbidden as exc:
+            raise Unreachable(f"403 {exc.message}"[:200]) from None
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                raise Unreachable("400 chat not found") from None
+            raise PermanentFailure(f"400 {exc.message}"[:200]) from None
+        except (TimedOut, NetworkError) as exc:
+            raise TemporaryFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None
+        except TelegramError as exc:
+            raise PermanentFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None

@@ -1,0 +1,321 @@
+"""The delivery engine: drain the outbox through the channels within their rate limits.
+
+Each round claims a batch of due notices (db/outbox.py: at most one per person, each
+with a send slot of its channel's shared global pace), sends each at its slot through the
+channel's `Sender`, and settles it in its own unit of work:
+- sent → SENT;
+- Throttled (429) → the notice waits `retry_after` (no attempt counted), every process's
+  pace on the channel holds until then and slows down; this process's notices not yet
+  sent on that channel are put back instead of sent into the pause;
+- TemporaryFailure (5xx, timeout, network) → retried after an exponential backoff with
+  jitter, FAILED with the reason after `max_attempts`;
+- Unreachable (403: blocked) → the account is marked unreachable; the notice goes to the
+  person's other reachable account, else FAILED; the unit heads learn of it from the
+  unreachable-people job;
+- PermanentFailure → FAILED with the reason (shown to admins in their summary).
+
+A notice is settled only under its claim's lease; the lease outlives the slot by
+`lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.senders import (
+    DeliveryError,
+    PermanentFailure,
+    Sender,
+    TemporaryFailure,
+    Throttled,
+    Unreachable,
+)
+from db import outbox
+from db.leases import LeaseLost
+from db.outbox import Notice, Pace
+from handlers.i18n import supported_language
+from handlers.notices import decode_reply
+from jobs.timing import NotifySettings
+
+log = logging.getLogger(__name__)
+
+# The longest wait between two retries of a failing notice.
+MAX_RETRY_DELAY = dt.timedelta(hours=1)
+
+
+def now_utc() -> dt.datetime:
+    """Return the current time in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """The delivery engine's limits, for every process together."""
+
+    rate_per_second: float = 25.0
+    per_chat_seconds: float = 1.0
+    max_attempts: int = 5
+    retry_base: dt.timedelta = dt.timedelta(seconds=5)
+    batch_size: int = 50
+    # How long a claimed notice may stay unsettled after its slot before another
+    # process may take it (longer than any send may take).
+    lease: dt.timedelta = dt.timedelta(seconds=60)
+    idle_seconds: float = 1.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> DeliverySettings:
+        """Return the delivery settings of a configuration."""
+        section = settings.notifications
+        return cls(
+            rate_per_second=section.rate_per_second,
+            per_chat_seconds=section.per_chat_seconds,
+            max_attempts=section.max_attempts,
+            retry_base=dt.timedelta(seconds=section.retry_seconds),
+            # A batch holds about two seconds of sends.
+            batch_size=max(1, min(200, round(section.rate_per_second * 2))),
+        )
+
+
+def backoff(attempts: int, base: dt.timedelta, *, rng: random.Random | None = None) -> dt.timedelta:
+    """Return the wait before retry `attempts` + 1: base · 2^attempts, ±25 % jitter, capped."""
+    delay: dt.timedelta = min(base * 2 ** max(0, attempts), MAX_RETRY_DELAY)
+    jitter = rng.uniform(0.75, 1.25) if rng is not None else random.uniform(0.75, 1.25)
+    return delay * jitter
+
+
+@dataclass
+class DeliveryReport:
+    """What a run of the engine did, for `trainingbot jobs run-once` and the benchmarks."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    throttled: int = 0
+    skipped: int = 0
+    unreachable: int = 0
+    lost_leases: int = 0
+
+    def line(self) -> str:
+        """Return the report as one line."""
+        return (
+            f"{self.sent} sent, {self.failed} failed, {self.retried} to retry, "
+            f"{self.throttled} throttled, {self.skipped} skipped (expired), "
+            f"{self.unreachable} unreachable"
+        )
+
+
+@dataclass
+class DeliveryEngine:
+    """One process's delivery worker over the given channels' senders."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    senders: Sequence[Sender]
+    settings: DeliverySettings
+    notify: NotifySettings
+    clock: Callable[[], dt.datetime] = now_utc
+    report: DeliveryReport = field(default_factory=DeliveryReport)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Per channel: this process sends nothing before then (a 429 asked to wait).
+    _paused_until: dict[str, dt.datetime] = field(default_factory=dict)
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._by_channel = {sender.channel: sender for sender in self.senders}
+
+    @property
+    def pace(self) -> Pace:
+        """Return the claim's pacing for these senders."""
+        interval = 1.0 / self.settings.rate_per_second
+        return Pace(
+            interval={channel: interval for channel in self._by_channel},
+            per_chat=self.settings.per_chat_seconds,
+            lease=self.settings.lease,
+        )
+
+    def wake(self) -> None:
+        """Look for due notices now instead of after the idle pause."""
+        self._wake.set()
+
+    def _quiet(self, now: dt.datetime) -> bool:
+        hours = self.notify.quiet_hours
+        return hours is not None and hours.contains(now, self.notify.zone)
+
+    # Rounds ---------------------------------------------------------------------------
+
+    async def claim(self) -> list[Notice]:
+        """Claim the next batch of due notices (one unit of work)."""
+        if not self._by_channel:
+            return []
+        now = self.clock()
+        async with self.sessionmaker() as session, session.begin():
+            claim = await outbox.claim_batch(
+                session,
+                sorted(self._by_channel),
+                now=now,
+                limit=self.settings.batch_size,
+                pace=self.pace,
+                quiet=self._quiet(now),
+            )
+        self.report.skipped += claim.skipped
+        self.report.unreachable += claim.unreachable
+        return claim.notices
+
+    async def round(self) -> int:
+        """Claim a batch and start sending it; return how many notices it took.
+
+        Returns once the batch's last slot has come, while its last sends may still be
+        in flight, so the next batch's slots follow without a gap.
+        """
+        notices = await self.claim()
+        for notice in notices:
+            task = asyncio.create_task(self._send_at_slot(notice))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if notices:
+            await self._sleep_until(notices[-1].slot)
+        return len(notices)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Deliver until `stopping` is set; the sends in flight are finished, not dropped."""
+        while not stopping.is_set():
+            try:
+                taken = await self.round()
+            except Exception as exc:
+                log.error("delivery round failed: %s", type(exc).__name__)
+                taken = 0
+            if taken == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.idle_seconds)
+                self._wake.clear()
+        await self.finish()
+
+    async def finish(self) -> None:
+        """Wait for the sends in flight to be settled."""
+        if self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
+    async def drain(self) -> DeliveryReport:
+        """Send everything due now, waiting for chats' paces, then return the report.
+
+        Notices waiting for a retry or for the end of quiet hours stay queued.
+        """
+        while True:
+            taken = await self.round()
+            if taken:
+                continue
+            await self.finish()
+            now = self.clock()
+            async with self.sessionmaker() as session:
+                paced = await outbox.next_paced(session, now=now, quiet=self._quiet(now))
+            if paced is None:
+                # A settle may have requeued a notice for another account: one more look.
+                if await self.round():
+                    continue
+                await self.finish()
+                return self.report
+            await self._sleep_until(paced)
+
+    # One notice -----------------------------------------------------------------------
+
+    async def _sleep_until(self, moment: dt.datetime) -> None:
+        seconds = (moment - self.clock()).total_seconds()
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def _send_at_slot(self, notice: Notice) -> None:
+        try:
+            await self._sleep_until(notice.slot)
+            await self._send(notice)
+        except LeaseLost:
+            # Its lease ran out (a very slow send) and another worker took it.
+            self.report.lost_leases += 1
+            log.warning("outbox row %s: lease lost before it was settled", notice.id)
+        except Exception as exc:
+            log.error("outbox row %s: delivery error %s", notice.id, type(exc).__name__)
+
+    async def _send(self, notice: Notice) -> None:
+        paused = self._paused_until.get(notice.channel)
+        if paused is not None and paused > self.clock():
+            # The channel asked to wait after this notice's slot was reserved.
+            async with self.sessionmaker() as session, session.begin():
+                await outbox.postpone(session, notice, until=paused)
+            return
+        sender = self._by_channel[notice.channel]
+        language = supported_language(notice.language) or self.notify.chat.default_language
+        try:
+            reply = decode_reply(notice.payload["reply"])
+        except (KeyError, TypeError, ValueError) as exc:
+            await self._settle_failed(notice, f"unreadable notice: {type(exc).__name__}")
+            return
+        try:
+            await sender.send_notice(notice.external_id, reply, language)
+        except Throttled as exc:
+            await self._throttled(notice, exc)
+        except Unreachable as exc:
+            await self._unreachable(notice, exc)
+        except TemporaryFailure as exc:
+            await self._retry(notice, exc)
+        except PermanentFailure as exc:
+            await self._settle_failed(notice, exc.reason)
+        except DeliveryError as exc:
+            await self._retry(notice, exc)
+        else:
+            async with self.sessionmaker() as session, session.begin():
+                await outbox.mark_sent(
+                    session, notice, now=self.clock(), per_chat=self.settings.per_chat_seconds
+                )
+            self.report.sent += 1
+
+    async def _throttled(self, notice: Notice, exc: Throttled) -> None:
+        until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
+        log.warning(
+            "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
+        )
+        self.report.throttled += 1
+        current = self._paused_until.get(notice.channel)
+        self._paused_until[notice.channel] = until if current is None else max(current, until)
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.postpone(session, notice, until=until)
+            await outbox.throttle(session, notice.channel, until=until)
+
+    async def _unreachable(self, notice: Notice, exc: Unreachable) -> None:
+        log.info("outbox row %s: account %s unreachable", notice.id, notice.account_id)
+        async with self.sessionmaker() as session, session.begin():
+            requeued = await outbox.account_unreachable(
+                session, notice, exc.reason, now=self.clock()
+            )
+        if requeued:
+            self.wake()
+        else:
+            self.report.unreachable += 1
+
+    async def _retry(self, notice: Notice, exc: DeliveryError) -> None:
+        delay = backoff(notice.attempts, self.settings.retry_base)
+        log.warning("outbox row %s not sent (%s): retry", notice.id, exc.reason)
+        async with self.sessionmaker() as session, session.begin():
+            failed = await outbox.retry_later(
+                session,
+                notice,
+                exc.reason,
+                until=self.clock() + delay,
+                max_attempts=self.settings.max_attempts,
+            )
+        if failed:
+            self.report.failed += 1
+        else:
+            self.report.retried += 1
+
+    async def _settle_failed(self, notice: Notice, reason: str) -> None:
+        log.warning("outbox row %s failed: %s", notice.id, reason)
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.mark_failed(session, notice, reason)
+        self.report.failed += 1

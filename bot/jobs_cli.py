@@ -1,0 +1,117 @@
+"""`trainingbot jobs run-once` and `trainingbot jobs status`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.delivery import DeliveryEngine, DeliverySettings, now_utc
+from bot.senders import Sender
+from db import outbox
+from db.models import OutboxMessage, OutboxStatus
+from jobs.registry import JOBS
+from jobs.runner import job_runs, run_due_jobs
+
+
+@contextlib.asynccontextmanager
+async def configured_senders(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> AsyncIterator[list[Sender]]:
+    """Yield a sender for each chat channel with a token, connected for the time being."""
+    senders: list[Sender] = []
+    if settings.telegram.token is None:
+        yield senders
+        return
+    from bot.channels.telegram import TelegramChannel, build_application
+
+    channel = TelegramChannel(build_application(settings.telegram), sessionmaker, settings)
+    await channel.application.initialize()
+    try:
+        senders.append(channel)
+        yield senders
+    finally:
+        await channel.shutdown()
+
+
+async def run_once(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, out: TextIO
+) -> int:
+    """Run every due job, send every notice due now, and report; return the exit status."""
+    ran = await run_due_jobs(sessionmaker, JOBS, now_utc(), settings.notify)
+    print(f"jobs run: {', '.join(ran) if ran else 'none was due'}", file=out)
+    async with configured_senders(sessionmaker, settings) as senders:
+        if not senders:
+            async with sessionmaker() as session:
+                queued = (await outbox.counts(session)).get(OutboxStatus.QUEUED, 0)
+            print(
+                f"delivery: no chat channel is configured ([telegram] token): "
+                f"{queued} notices stay queued",
+                file=out,
+            )
+            return 0
+        engine = DeliveryEngine(
+            sessionmaker, senders, DeliverySettings.of(settings), settings.notify
+        )
+        report = await engine.drain()
+    print(f"delivery: {report.line()}", file=out)
+    return 0
+
+
+def _local(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
+    return "-" if moment is None else moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def show_status(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, out: TextIO
+) -> int:
+    """Print the outbox's counts, recent failures and every job's next run."""
+    now = now_utc()
+    zone = settings.bot.zone
+    async with sessionmaker() as session:
+        counts = await outbox.counts(session)
+        due_now = await session.scalar(
+            select(func.count()).where(
+                OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.due_at <= now
+            )
+        )
+        failures = (
+            await session.execute(
+                select(OutboxMessage.last_error, func.count())
+                .where(
+                    OutboxMessage.status == OutboxStatus.FAILED,
+                    OutboxMessage.due_at >= now - dt.timedelta(days=1),
+                )
+                .group_by(OutboxMessage.last_error)
+                .order_by(func.count().desc())
+            )
+        ).all()
+        runs = {run.name: run for run in await job_runs(session)}
+    queued = counts.get(OutboxStatus.QUEUED, 0)
+    print(
+        f"outbox: {queued} queued ({due_now or 0} due now), "
+        f"{counts.get(OutboxStatus.SENT, 0)} sent, {counts.get(OutboxStatus.FAILED, 0)} failed, "
+        f"{counts.get(OutboxStatus.SKIPPED, 0)} skipped",
+        file=out,
+    )
+    for reason, count in failures:
+        print(f"  failed in the last 24 h: {count} × {reason or 'unknown'}", file=out)
+    print(f"jobs (times in {zone}):", file=out)
+    width = max(len(job.name) for job in JOBS)
+    for job in JOBS:
+        run = runs.get(job.name)
+        if run is None:
+            print(f"  {job.name:<{width}}  next: due now (never run)", file=out)
+            continue
+        next_run = "due now" if run.next_run_at <= now else _local(run.next_run_at, zone)
+        print(
+            f"  {job.name:<{width}}  next: {next_run}  last: {_local(run.last_started_at, zone)}"
+            f"  {run.last_outcome or ''}".rstrip(),
+            file=out,
+        )
+    return 0
