@@ -37,13 +37,18 @@ class Job:
     run: JobFunction
 
 
-async def _claim(session: AsyncSession, job: Job, now: dt.datetime) -> bool:
-    """Take this period's run of `job` if it is due; return whether this caller runs it."""
+async def _add_row(session: AsyncSession, job: Job, now: dt.datetime) -> None:
+    """Add the job's row, due now, unless it exists."""
     await session.execute(
         upsert_insert(session, JobRun)
         .values(name=job.name, next_run_at=now)
         .on_conflict_do_nothing(index_elements=["name"])
     )
+
+
+async def _claim(session: AsyncSession, job: Job, now: dt.datetime) -> bool:
+    """Take this period's run of `job` if it is due; return whether this caller runs it."""
+    await _add_row(session, job, now)
     claimed = await session.scalar(
         update(JobRun)
         .where(JobRun.name == job.name, JobRun.next_run_at <= now)
@@ -73,6 +78,7 @@ async def run_if_due(
     except Exception as exc:
         log.error("job %s failed: %s", job.name, type(exc).__name__)
         async with sessionmaker() as session, session.begin():
+            await _add_row(session, job, now)
             await session.execute(
                 update(JobRun)
                 .where(JobRun.name == job.name)

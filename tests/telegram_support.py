@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DatabaseSettings, Settings, TelegramSettings
+from bot.config import DatabaseSettings, NotificationSettings, Settings, TelegramSettings
 from bot.service import run_service
 from db.models import InboundUpdate, InboxStatus
 from tests.fake_bot_api import FakeBotApi
@@ -37,6 +37,8 @@ def settings_for(api: FakeBotApi, database_url: str, **telegram: Any) -> Setting
     """Return settings pointing the bot at the fake Bot API and the test database."""
     return Settings(
         database=DatabaseSettings(url=SecretStr(database_url)),
+        # No quiet hours: the tests must pass at any hour of the night too.
+        notifications=NotificationSettings(quiet_hours=""),
         telegram=TelegramSettings(
             token=SecretStr(api.token), base_url=api.base_url, poll_timeout=1, **telegram
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,42 @@ def test_telegram_urls_without_a_host_or_with_bot_are_refused(
 def test_a_local_bot_api_server_under_a_path_is_accepted() -> None:
     environ = {"TRAININGBOT_TELEGRAM_BASE_URL": "http://127.0.0.1:8081/tg-api/"}
     assert load_settings(None, environ).telegram.base_url == "http://127.0.0.1:8081/tg-api"
+
+
+def test_notification_settings_are_parsed(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[notifications]\nquiet_hours = "22:30-06:00"\nreminders = ["3d 07:30", "90m"]\n'
+        'digest_time = "16:00"\nrate_per_second = 10\n',
+    )
+    notify = load_settings(path, {}).notify
+    assert notify.quiet_hours is not None
+    assert (notify.quiet_hours.start, notify.quiet_hours.end) == (dt.time(22, 30), dt.time(6))
+    assert [offset.text for offset in notify.reminders] == ["3d 07:30", "90m"]
+    assert notify.reminders[1].before == dt.timedelta(minutes=90)
+    assert notify.digest_at == dt.time(16)
+
+
+def test_quiet_hours_can_be_turned_off_from_the_environment() -> None:
+    settings = load_settings(None, {"TRAININGBOT_NOTIFICATIONS_QUIET_HOURS": ""})
+    assert settings.notify.quiet_hours is None
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('quiet_hours = "21-7"', "[notifications] quiet_hours: '21' is not a time of day"),
+        ('quiet_hours = "21:00"', 'is not a span of time as "21:00-07:00"'),
+        ('quiet_hours = "07:00-07:00"', 'use "" for no quiet hours'),
+        ('reminders = ["7 days"]', "'7 days' is not a reminder offset"),
+        ('reminders = ["0d 08:00"]', "days before must be 1 or more"),
+        ('digest_time = "25:00"', "[notifications] digest_time: '25:00' is not a time of day"),
+        ("rate_per_second = 0", "[notifications] rate_per_second: Input should be greater than 0"),
+        ("max_attempts = 0", "[notifications] max_attempts"),
+        ("rate = 25", "unknown key (expected one of: admin_summary_time,"),
+    ],
+)
+def test_bad_notification_settings_name_the_key(tmp_path: Path, line: str, expected: str) -> None:
+    message = error_of(write(tmp_path, f"[notifications]\n{line}\n"))
+    assert expected in message
+    assert "line 2" in message

@@ -88,15 +88,17 @@ async def test_a_notice_to_someone_who_blocked_the_bot_fails_and_marks_them(
         assert await session.scalar(select(ChannelAccount.reachable)) is False
 
 
-async def test_a_notice_for_someone_not_on_telegram_stays_queued(
+async def test_a_notice_for_someone_not_linked_anywhere_ends_unreachable(
     api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:
     await queue_notice(sessionmaker, linked=False)
     async with running(sessionmaker, settings_for(api, database_url), api):
-        await api.inject(text_update(api.next_update_id(), "/help"))
-        await api.wait_for("sendMessage")
-    assert (await outbox_row(sessionmaker)).status == OutboxStatus.QUEUED
-    assert len(api.calls_of("sendMessage")) == 1
+        row = await wait_outbox(sessionmaker, OutboxStatus.FAILED)
+    assert (row.status, row.last_error) == (
+        OutboxStatus.FAILED,
+        "unreachable: no reachable account",
+    )
+    assert api.calls_of("sendMessage") == []
 
 
 async def test_trainingbot_run_answers_and_stops_on_sigterm(
