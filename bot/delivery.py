@@ -48,6 +48,8 @@ from jobs.timing import NotifySettings
 
 log = logging.getLogger(__name__)
 
+# `drain` waits for notices held back this long at most (a chat's pace, a 429's pause).
+DRAIN_WAITS_FOR = dt.timedelta(seconds=30)
 # The longest wait between two retries of a failing notice.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
 
@@ -206,7 +208,8 @@ class DeliveryEngine:
     async def drain(self) -> DeliveryReport:
         """Send everything due now, waiting for chats' paces, then return the report.
 
-        Notices waiting for a retry or for the end of quiet hours stay queued.
+        Notices held back briefly (a chat's pace, a 429's pause) are waited for; those
+        waiting for a retry's backoff or for the end of quiet hours stay queued.
         """
         while True:
             taken = await self.round()
@@ -215,7 +218,9 @@ class DeliveryEngine:
             await self.finish()
             now = self.clock()
             async with self.sessionmaker() as session:
-                paced = await outbox.next_paced(session, now=now, quiet=self._quiet(now))
+                paced = await outbox.next_waiting(
+                    session, now=now, quiet=self._quiet(now), within=DRAIN_WAITS_FOR
+                )
             if paced is None:
                 # A settle may have requeued a notice for another account: one more look.
                 if await self.round():

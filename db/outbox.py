@@ -298,13 +298,31 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
     return len(ids)
 
 
-async def next_paced(session: AsyncSession, *, now: dt.datetime, quiet: bool) -> dt.datetime | None:
-    """Return when the earliest due notice that waits only for its person's pace may go."""
-    return await session.scalar(
+async def next_waiting(
+    session: AsyncSession, *, now: dt.datetime, quiet: bool, within: dt.timedelta
+) -> dt.datetime | None:
+    """Return when the earliest notice due now but briefly held back may go, if soon.
+
+    Held back: its person's pace (another notice just went to them), or a short wait a
+    429 asked for. Notices waiting longer (a retry's backoff) are not waited for.
+    """
+    horizon = now + within
+    paced = await session.scalar(
         select(func.min(ChannelAccount.next_send_at))
         .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
         .where(*_due(now, quiet), ChannelAccount.next_send_at > now)
     )
+    held = [
+        OutboxMessage.status == OutboxStatus.QUEUED,
+        OutboxMessage.due_at <= now,
+        OutboxMessage.lease_until > now,
+        OutboxMessage.lease_until <= horizon,
+    ]
+    if quiet:
+        held.append(OutboxMessage.urgent.is_(True))
+    postponed = await session.scalar(select(func.min(OutboxMessage.lease_until)).where(*held))
+    soonest = [moment for moment in (paced, postponed) if moment is not None and moment <= horizon]
+    return min(soonest, default=None)
 
 
 async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:
