@@ -106,7 +106,9 @@ async def show_status(
     for job in JOBS:
         run = runs.get(job.name)
         if run is None:
-            print(f"  {job.name:<{width}}  next: due now (never run)", file=out)
+            first = job.first_run(now, settings.notify)
+            when = "due now" if first <= now else _local(first, zone)
+            print(f"  {job.name:<{width}}  next: {when} (never run)", file=out)
             continue
         next_run = "due now" if run.next_run_at <= now else _local(run.next_run_at, zone)
         print(

@@ -51,15 +51,20 @@ class JobScheduler:
 
     async def _tick(self, job: Job) -> None:
         # The run is a task of its own, so `stop` can cancel it without the cancellation
-        # reaching APScheduler's executor (which logs it as a crash).
+        # reaching APScheduler's executor (which logs it as a crash). It stays in
+        # `_running` until it ends, for `stop` to wait for, even when the tick is gone.
         run = asyncio.create_task(
             run_if_due(self.sessionmaker, job, now_utc(), self.settings.notify)
         )
         self._running.add(run)
+        run.add_done_callback(self._running.discard)
         try:
             await asyncio.wait([run])
-        finally:
-            self._running.discard(run)
+        except asyncio.CancelledError:
+            # APScheduler's shutdown cancels the ticks in progress; the run goes on and
+            # `stop` decides how long it may take. Ending quietly keeps a normal stop
+            # from being logged as a crash.
+            return
 
     def start(self) -> None:
         """Start ticking: every job's first tick is now."""

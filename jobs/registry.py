@@ -8,19 +8,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import inbox
 from jobs.offers import sweep_offers
-from jobs.runner import Job
-from jobs.timing import NotifySettings
+from jobs.runner import Job, Tick
 
 # Answered updates are kept this long to recognise a redelivery, then deleted.
 INBOX_RETENTION = dt.timedelta(days=7)
 
 
-async def _sweep_offers(session: AsyncSession, now: dt.datetime, settings: NotifySettings) -> int:
-    return await sweep_offers(session, now, settings.chat)
+async def _sweep_offers(session: AsyncSession, tick: Tick) -> int:
+    return await sweep_offers(session, tick.now, tick.settings.chat)
 
 
-async def _purge_inbox(session: AsyncSession, now: dt.datetime, _settings: NotifySettings) -> int:
-    return await inbox.purge_answered(session, before=now - INBOX_RETENTION)
+async def _purge_inbox(session: AsyncSession, tick: Tick) -> int:
+    return await inbox.purge_answered(session, before=tick.now - INBOX_RETENTION)
 
 
 JOBS: list[Job] = [

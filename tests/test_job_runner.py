@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import NotificationSettings, Settings
 from bot.service import JobScheduler
 from db.models import JobRun, Unit, UnitKind
-from jobs.runner import Job, run_due_jobs, run_if_due
+from jobs.runner import Job, Tick, run_due_jobs, run_if_due
 from jobs.timing import NotifySettings
 
 NOW = dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC)
@@ -22,7 +22,7 @@ SETTINGS = NotifySettings()
 def counting_job(name: str, every: dt.timedelta, runs: list[str]) -> Job:
     """Return a job that adds a unit (a write that a rollback would undo) and counts runs."""
 
-    async def run(session: AsyncSession, now: dt.datetime, _settings: NotifySettings) -> int:
+    async def run(session: AsyncSession, _tick: Tick) -> int:
         runs.append(name)
         session.add(Unit(code=f"{name}{len(runs)}", name=name, kind=UnitKind.OTHER))
         # Holds the unit of work open, so concurrent callers really overlap.
@@ -71,7 +71,7 @@ async def test_a_failed_job_is_rolled_back_and_runs_again_next_tick(
 ) -> None:
     attempts: list[int] = []
 
-    async def flaky(session: AsyncSession, _now: dt.datetime, _settings: NotifySettings) -> int:
+    async def flaky(session: AsyncSession, _tick: Tick) -> int:
         attempts.append(1)
         session.add(Unit(code=f"F{len(attempts)}", name="half done", kind=UnitKind.OTHER))
         await session.flush()
