@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from db.phone import normalize_phone
 from handlers.types import ChatSettings
 from jobs.timing import (
+    DEFAULT_ONLINE_LINK,
     DEFAULT_REMINDERS,
     NotifySettings,
     parse_clock,
@@ -227,6 +228,8 @@ class NotificationSettings(_Section):
     reminders: list[Annotated[str, _checked(parse_offset)]] = Field(
         default_factory=lambda: list(DEFAULT_REMINDERS)
     )
+    # Online classes: when their participants get the link, as a reminder offset.
+    online_link: Annotated[str, _checked(parse_offset)] = DEFAULT_ONLINE_LINK
     digest_time: Annotated[str, _checked(parse_clock)] = "17:00"
     admin_summary_time: Annotated[str, _checked(parse_clock)] = "07:30"
     pending_alert_hours: float = Field(default=24, gt=0, le=24 * 30)
@@ -255,6 +258,7 @@ class Settings(_Section):
             chat=self.chat,
             quiet_hours=parse_quiet_hours(section.quiet_hours),
             reminders=tuple(parse_offset(text) for text in section.reminders),
+            online_link=parse_offset(section.online_link),
             digest_at=parse_clock(section.digest_time),
             admin_summary_at=parse_clock(section.admin_summary_time),
             pending_alert_after=dt.timedelta(hours=section.pending_alert_hours),

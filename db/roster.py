@@ -89,7 +89,7 @@ REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
 OPTIONAL_COLUMNS: dict[Kind, tuple[str, ...]] = {
     "units": (),
     "people": (),
-    "classes": ("requires_approval", "status"),
+    "classes": ("requires_approval", "status", "online_url"),
     "sessions": ("topic", "location"),
 }
 
@@ -197,6 +197,8 @@ class ClassRecord:
     quotas: tuple[tuple[str, int], ...]
     requires_approval: bool | None
     status: ClassStatus | None
+    # None: the file has no online_url column (the stored link stays); "": no link.
+    online_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,17 @@ def _optional_text(limit: int) -> Callable[[str, str], str]:
         return text
 
     return parse
+
+
+def _link(column: str, text: str) -> str:
+    """Parse a web address to join an online class; empty means none."""
+    if text and (
+        not text.startswith(("https://", "http://"))
+        or any(char.isspace() for char in text)
+        or len(text) > 500
+    ):
+        raise ValueError(f"{column} {text[:60]!r} is not a web address (https://…)")
+    return text
 
 
 def _enum(cls: type[E]) -> Callable[[str, str], E]:
@@ -642,6 +655,7 @@ def validate_classes(
         quotas = _cell(problems, values, "unit_quotas", _quotas)
         approval = _cell(problems, values, "requires_approval", _optional_bool)
         status = _cell(problems, values, "status", _optional_enum(ClassStatus))
+        link = _cell(problems, values, "online_url", _link) if "online_url" in values else None
         if start and end and end < start:
             problems.append(f"end_date {end} is before start_date {start}")
         if start and deadline and deadline > start:
@@ -677,6 +691,7 @@ def validate_classes(
                 quotas=_ok(quotas),
                 requires_approval=approval,
                 status=status,
+                online_url=link,
             )
         )
     return records, errors
@@ -922,6 +937,9 @@ def _class_values(record: ClassRecord, stored: Mapping[str, Any] | None) -> dict
     status = record.status
     if status is None:
         status = stored["status"] if stored else ClassStatus.OPEN
+    link = record.online_url
+    if link is None:
+        link = stored["online_url"] if stored else None
     return {
         "code": record.code,
         "title": record.title,
@@ -937,6 +955,7 @@ def _class_values(record: ClassRecord, stored: Mapping[str, Any] | None) -> dict
         "required_theory_level": record.required_theory_level,
         "requires_approval": approval,
         "status": status,
+        "online_url": link or None,
     }
 
 
@@ -958,6 +977,7 @@ async def _stored_classes(session: AsyncSession, codes: Sequence[str]) -> dict[s
         TrainingClass.required_theory_level,
         TrainingClass.requires_approval,
         TrainingClass.status,
+        TrainingClass.online_url,
     ]
     stored: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(codes):

@@ -241,3 +241,61 @@ async def reachable(session: AsyncSession, person_id: int) -> bool:
         ChannelAccount.person_id == person_id, ChannelAccount.reachable.is_(True)
     )
     return (await session.scalars(stmt.limit(1))).first() is not None
+
+
+@dataclass(frozen=True)
+class UnitTree:
+    """Every unit's parent and unit heads, read once, for jobs that address many units."""
+
+    parents: dict[int, int | None]
+    names: dict[int, str]
+    heads: dict[int, list[int]]
+
+    def subtree(self, unit_id: int) -> set[int]:
+        """Return the unit's id and the ids of every unit below it."""
+        children: dict[int, list[int]] = {}
+        for child, parent in self.parents.items():
+            if parent is not None:
+                children.setdefault(parent, []).append(child)
+        found = {unit_id}
+        todo = [unit_id]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found:  # bad data may hold a cycle
+                    found.add(child)
+                    todo.append(child)
+        return found
+
+    def chain(self, unit_id: int) -> list[int]:
+        """Return the unit's id and its ancestors' ids, nearest first (a cycle ends it)."""
+        found: list[int] = []
+        current: int | None = unit_id
+        while current is not None and current in self.parents and current not in found:
+            found.append(current)
+            current = self.parents[current]
+        return found
+
+    def nearest_heads(self, unit_id: int) -> list[int]:
+        """Return the heads of the unit, else of the nearest unit above it that has some."""
+        for unit in self.chain(unit_id):
+            if heads := self.heads.get(unit):
+                return heads
+        return []
+
+
+async def unit_tree(session: AsyncSession) -> UnitTree:
+    """Return the unit tree with each unit's heads (people marked unit_head)."""
+    parents: dict[int, int | None] = {}
+    names: dict[int, str] = {}
+    for unit_id, parent_id, name in await session.execute(
+        select(Unit.id, Unit.parent_id, Unit.name)
+    ):
+        parents[unit_id] = parent_id
+        names[unit_id] = name
+    heads: dict[int, list[int]] = {}
+    rows = await session.execute(
+        select(Person.unit_id, Person.id).where(Person.is_unit_head.is_(True)).order_by(Person.id)
+    )
+    for unit_id, person_id in rows:
+        heads.setdefault(unit_id, []).append(person_id)
+    return UnitTree(parents, names, heads)

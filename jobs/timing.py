@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
+from db.reminders import ClassStart
 from handlers.types import ChatSettings
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -104,6 +106,7 @@ def parse_quiet_hours(text: str) -> QuietHours | None:
 
 
 DEFAULT_REMINDERS = ("7d 08:00", "1d 08:00", "2h")
+DEFAULT_ONLINE_LINK = "1d 08:00"
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class NotifySettings:
     chat: ChatSettings = field(default_factory=ChatSettings)
     quiet_hours: QuietHours | None = QuietHours(dt.time(21), dt.time(7))
     reminders: tuple[ReminderOffset, ...] = tuple(parse_offset(t) for t in DEFAULT_REMINDERS)
+    # When an online class's participants get the link to join it.
+    online_link: ReminderOffset = field(default_factory=lambda: parse_offset(DEFAULT_ONLINE_LINK))
     # The unit heads' daily digest and the admins' daily summary, in local time.
     digest_at: dt.time = dt.time(17)
     admin_summary_at: dt.time = dt.time(7, 30)
@@ -122,6 +127,52 @@ class NotifySettings:
     deadline_warning_days: int = 3
 
     @property
-    def zone(self) -> dt.tzinfo:
+    def zone(self) -> ZoneInfo:
         """Return the school's time zone."""
         return self.chat.zone
+
+    def quiet(self, moment: dt.datetime) -> bool:
+        """Return whether `moment` falls in the quiet hours."""
+        return self.quiet_hours is not None and self.quiet_hours.contains(moment, self.zone)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A reminder that has come: when, and by which offset."""
+
+    at: dt.datetime
+    offset: ReminderOffset
+
+    @property
+    def urgent(self) -> bool:
+        """Return whether it passes quiet hours: one hours before the first session does."""
+        return self.offset.before is not None
+
+
+def due_times(offsets: tuple[ReminderOffset, ...], start: ClassStart, zone: ZoneInfo) -> list[Due]:
+    """Return when each reminder before the class is due, earliest first.
+
+    Offsets before the first session ("2h") need a schedule: without one the class has
+    no clock time, so they are left out.
+    """
+    found: dict[dt.datetime, Due] = {}
+    for offset in offsets:
+        if offset.before is None or start.scheduled:
+            moment = offset.due(start.at, zone)
+            if moment < start.at:
+                found.setdefault(moment, Due(moment, offset))
+    return [found[moment] for moment in sorted(found)]
+
+
+def latest_due(
+    offsets: tuple[ReminderOffset, ...], start: ClassStart, zone: ZoneInfo, now: dt.datetime
+) -> Due | None:
+    """Return the latest reminder that has come, or None (none yet, or the class started).
+
+    Only the latest is ever sent: one missed while the service was down, or due before
+    the person registered, goes out late only while no later one is due.
+    """
+    if now >= start.at:
+        return None
+    passed = [due for due in due_times(offsets, start, zone) if due.at <= now]
+    return passed[-1] if passed else None

@@ -23,7 +23,7 @@ from handlers.i18n import (
 from handlers.types import Msg
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = [*REPO.glob("handlers/*.py"), *REPO.glob("bot/channels/*.py")]
+SOURCES = [*REPO.glob("handlers/*.py"), *REPO.glob("jobs/*.py"), *REPO.glob("bot/channels/*.py")]
 # Keys built from a value at run time, and every value they are built from.
 DYNAMIC_KEYS = {
     "program.": [p.value for p in Program],
