@@ -65,8 +65,10 @@ QUESTIONS = {
 }
 
 
-async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """Fill the database with a synthetic province."""
+async def seed(
+    sessionmaker: async_sessionmaker[AsyncSession], *, registrations: int = REGISTRATIONS
+) -> None:
+    """Fill the database with a synthetic province with this many registrations."""
     rng = random.Random(11)
     async with sessionmaker() as session, session.begin():
         await session.execute(
@@ -120,7 +122,7 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         )
         person_ids = list((await session.scalars(select(Person.id))).all())
         pairs: set[tuple[int, int]] = set()
-        while len(pairs) < REGISTRATIONS:
+        while len(pairs) < registrations:
             pairs.add((rng.choice(person_ids), rng.choice(class_ids)))
         statuses = [RegistrationStatus.CONFIRMED] * 6 + [
             RegistrationStatus.WAITLISTED,
@@ -128,10 +130,9 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             RegistrationStatus.PENDING_APPROVAL,
             RegistrationStatus.ATTENDED,
         ]
-        await session.execute(
-            insert(Registration),
-            [{"person_id": p, "class_id": c, "status": rng.choice(statuses)} for p, c in pairs],
-        )
+        rows = [{"person_id": p, "class_id": c, "status": rng.choice(statuses)} for p, c in pairs]
+        for first in range(0, len(rows), 50_000):
+            await session.execute(insert(Registration), rows[first : first + 50_000])
         session.add(ChannelAccount(person_id=person_ids[0], channel="bench", external_id="u1"))
 
 

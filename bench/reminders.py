@@ -1,8 +1,9 @@
 """Benchmark: how long the reminder sweep takes to find due reminders among 200,000
 registrations, and what the other periodic jobs cost in the same province.
 
-Seeds 30,000 people in 60 units and 400 classes over five years (five sessions each) with
-200,000 registrations, then times, each in its own unit of work as the service runs them:
+Seeds the catalog benchmark's province (30,000 people in 60 units, 400 classes over five
+years) with 200,000 registrations, five sessions a class and a head a unit, then times,
+each in its own unit of work as the service runs them:
 - the reminder sweep at the moment a class's 7-day reminders fall due (finding them and
   queuing one notice per confirmed seat);
 - the same sweep a minute later, when nothing new is due (what every minute costs);
@@ -15,26 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 import statistics
 import time
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.catalog import CLASSES, PEOPLE, TODAY, seed
 from bench.roster import on_each_database
 from db import migrate
 from db.models import (
     ClassSession,
     OutboxMessage,
     Person,
-    Registration,
-    RegistrationStatus,
     TrainingClass,
-    Unit,
-    UnitKind,
 )
 from db.session import create_engine, create_sessionmaker
 from jobs.registry import JOBS
@@ -42,62 +38,15 @@ from jobs.reminders import send_reminders
 from jobs.runner import Tick, run_due_jobs
 from jobs.timing import NotifySettings
 
-PEOPLE = 30_000
-UNITS = 60
-CLASSES = 400
 REGISTRATIONS = 200_000
 ROUNDS = 20
-TODAY = dt.date(2026, 11, 25)
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 SETTINGS = NotifySettings()
 
 
-async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """Fill the database with a synthetic province and five years of classes."""
-    rng = random.Random(7)
+async def seed_schedules(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Give every class five morning sessions and every unit a head."""
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            insert(Unit),
-            [
-                {
-                    "code": f"U{n:03d}",
-                    "name": f"Đơn vị {n}",
-                    "kind": UnitKind.DEPARTMENT,
-                }
-                for n in range(UNITS)
-            ],
-        )
-        unit_ids = list((await session.scalars(select(Unit.id))).all())
-        await session.execute(
-            insert(Person),
-            [
-                {
-                    "phone": f"09{n:08d}",
-                    "full_name": f"Cán bộ {n}",
-                    "unit_id": rng.choice(unit_ids),
-                    "is_unit_head": n < UNITS,
-                }
-                for n in range(PEOPLE)
-            ],
-        )
-        classes: list[dict[str, Any]] = []
-        for n in range(CLASSES):
-            start = TODAY + dt.timedelta(days=(n - 320) * 365 // 80)
-            classes.append(
-                {
-                    "code": f"C{n:04d}",
-                    "title": f"Lớp {n}",
-                    "search_text": f"c{n:04d}",
-                    "program": "ky_nang",
-                    "form": "full_time",
-                    "location": "Trường Chính trị tỉnh",
-                    "start_date": start,
-                    "end_date": start + dt.timedelta(days=4),
-                    "registration_deadline": start - dt.timedelta(days=7),
-                    "capacity": 600,
-                }
-            )
-        await session.execute(insert(TrainingClass), classes)
         class_rows = (
             await session.execute(select(TrainingClass.id, TrainingClass.start_date))
         ).all()
@@ -116,20 +65,8 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
                     }
                 )
         await session.execute(insert(ClassSession), sessions)
-        person_ids = list((await session.scalars(select(Person.id))).all())
-        class_ids = [row[0] for row in class_rows]
-        pairs: set[tuple[int, int]] = set()
-        while len(pairs) < REGISTRATIONS:
-            pairs.add((rng.choice(person_ids), rng.choice(class_ids)))
-        statuses = [RegistrationStatus.CONFIRMED] * 6 + [
-            RegistrationStatus.WAITLISTED,
-            RegistrationStatus.CANCELLED,
-            RegistrationStatus.PENDING_APPROVAL,
-            RegistrationStatus.ATTENDED,
-        ]
-        rows = [{"person_id": p, "class_id": c, "status": rng.choice(statuses)} for p, c in pairs]
-        for first in range(0, len(rows), 20_000):
-            await session.execute(insert(Registration), rows[first : first + 20_000])
+        heads = select(func.min(Person.id)).group_by(Person.unit_id).scalar_subquery()
+        await session.execute(update(Person).where(Person.id.in_(heads)).values(is_unit_head=True))
 
 
 async def reminder_moment(sessionmaker: async_sessionmaker[AsyncSession]) -> dt.datetime:
@@ -162,7 +99,8 @@ async def run_on(label: str, url: str) -> None:
         await migrate.upgrade(engine)
         sessionmaker = create_sessionmaker(engine)
         seeded = time.perf_counter()
-        await seed(sessionmaker)
+        await seed(sessionmaker, registrations=REGISTRATIONS)
+        await seed_schedules(sessionmaker)
         print(f"{label}: seeded in {time.perf_counter() - seeded:.1f} s")
         moment = await reminder_moment(sessionmaker)
         # The moment before: the sweep is up to date.

@@ -35,6 +35,7 @@ from db.models import (
     Unit,
 )
 from db.rules import SEAT_STATUSES, Reason, Refusal, dates_overlap, refusal_reasons, seats_left
+from db.units import descendants
 
 # Reasons stored on registrations that ended without the person's choice.
 OFFER_EXPIRED = "offer_expired"
@@ -464,19 +465,8 @@ async def expire_offers(
 
 async def units_under(session: AsyncSession, unit_id: int) -> set[int]:
     """Return the unit's id and the ids of every unit below it."""
-    rows = (await session.execute(select(Unit.id, Unit.parent_id))).all()
-    children: dict[int, list[int]] = {}
-    for child_id, parent_id in rows:
-        if parent_id is not None:
-            children.setdefault(parent_id, []).append(child_id)
-    found = {unit_id}
-    todo = [unit_id]
-    while todo:
-        for child_id in children.get(todo.pop(), []):
-            if child_id not in found:  # bad data may hold a cycle
-                found.add(child_id)
-                todo.append(child_id)
-    return found
+    rows = await session.execute(select(Unit.id, Unit.parent_id))
+    return descendants({child: parent for child, parent in rows}, unit_id)
 
 
 async def decide(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -243,6 +243,22 @@ async def reachable(session: AsyncSession, person_id: int) -> bool:
     return (await session.scalars(stmt.limit(1))).first() is not None
 
 
+def descendants(parents: Mapping[int, int | None], unit_id: int) -> set[int]:
+    """Return `unit_id` and the ids of every unit below it, given each unit's parent."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found = {unit_id}
+    todo = [unit_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:  # bad data may hold a cycle
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 @dataclass(frozen=True)
 class UnitTree:
     """Every unit's parent and unit heads, read once, for jobs that address many units."""
@@ -253,18 +269,7 @@ class UnitTree:
 
     def subtree(self, unit_id: int) -> set[int]:
         """Return the unit's id and the ids of every unit below it."""
-        children: dict[int, list[int]] = {}
-        for child, parent in self.parents.items():
-            if parent is not None:
-                children.setdefault(parent, []).append(child)
-        found = {unit_id}
-        todo = [unit_id]
-        while todo:
-            for child in children.get(todo.pop(), []):
-                if child not in found:  # bad data may hold a cycle
-                    found.add(child)
-                    todo.append(child)
-        return found
+        return descendants(self.parents, unit_id)
 
     def chain(self, unit_id: int) -> list[int]:
         """Return the unit's id and its ancestors' ids, nearest first (a cycle ends it)."""
