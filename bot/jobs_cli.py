@@ -25,18 +25,24 @@ async def configured_senders(
 ) -> AsyncIterator[list[Sender]]:
     """Yield a sender for each chat channel with a token, connected for the time being."""
     senders: list[Sender] = []
-    if settings.telegram.token is None:
-        yield senders
-        return
-    from bot.channels.telegram import TelegramChannel, build_application
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.telegram.token is not None:
+            from bot.channels.telegram import TelegramChannel, build_application
 
-    channel = TelegramChannel(build_application(settings.telegram), sessionmaker, settings)
-    await channel.application.initialize()
-    try:
-        senders.append(channel)
+            channel = TelegramChannel(build_application(settings.telegram), sessionmaker, settings)
+            await channel.application.initialize()
+            stack.push_async_callback(channel.shutdown)
+            senders.append(channel)
+        if settings.zalo.token is not None:
+            from bot.channels.zalo import ZaloChannel
+            from bot.channels.zalo_api import ZaloBot
+
+            bot = ZaloBot(settings.zalo.token.get_secret_value(), settings.zalo.base_url)
+            zalo = ZaloChannel(bot, sessionmaker, settings)
+            stack.push_async_callback(zalo.shutdown)
+            await bot.start()
+            senders.append(zalo)
         yield senders
-    finally:
-        await channel.shutdown()
 
 
 async def run_once(
@@ -50,7 +56,7 @@ async def run_once(
             async with sessionmaker() as session:
                 queued = (await outbox.counts(session)).get(OutboxStatus.QUEUED, 0)
             print(
-                f"delivery: no chat channel is configured ([telegram] token): "
+                f"delivery: no chat channel is configured ([telegram] or [zalo] token): "
                 f"{queued} notices stay queued",
                 file=out,
             )
