@@ -18,6 +18,9 @@ from db.models import OutboxMessage, OutboxStatus
 from jobs.registry import JOBS
 from jobs.runner import job_runs, run_due_jobs
 
+# `jobs status` shows a channel's quota refusals this far back (a quota is monthly).
+QUOTA_DAYS = 31
+
 
 @contextlib.asynccontextmanager
 async def configured_senders(
@@ -98,6 +101,17 @@ async def show_status(
             )
         ).all()
         runs = {run.name: run for run in await job_runs(session)}
+        quota = (
+            await session.execute(
+                select(OutboxMessage.channel, func.count(), func.max(OutboxMessage.last_error))
+                .where(
+                    OutboxMessage.status == OutboxStatus.FAILED,
+                    OutboxMessage.last_error.like("quota:%"),
+                    OutboxMessage.due_at >= now - dt.timedelta(days=QUOTA_DAYS),
+                )
+                .group_by(OutboxMessage.channel)
+            )
+        ).all()
     queued = counts.get(OutboxStatus.QUEUED, 0)
     print(
         f"outbox: {queued} queued ({due_now or 0} due now), "
@@ -107,6 +121,12 @@ async def show_status(
     )
     for reason, count in failures:
         print(f"  failed in the last 24 h: {count} × {reason or 'unknown'}", file=out)
+    for channel, count, reason in quota:
+        print(
+            f"  {channel}: MESSAGE QUOTA USED UP: {count} notices refused in the last "
+            f"{QUOTA_DAYS} days ({reason}); the admins were told; see README (Zalo, limits)",
+            file=out,
+        )
     print(f"jobs (times in {zone}):", file=out)
     width = max(len(job.name) for job in JOBS)
     for job in JOBS:
