@@ -163,6 +163,24 @@ async def issue_for_account(
     )
 
 
+async def asked_by(
+    session: AsyncSession, channel: str, external_id: str, *, now: dt.datetime
+) -> int | None:
+    """Return the person whose live code this chat account asked for last, if any."""
+    person_id: int | None = await session.scalar(
+        select(LinkCode.person_id)
+        .where(
+            LinkCode.channel == channel,
+            LinkCode.external_id == external_id,
+            LinkCode.used_at.is_(None),
+            LinkCode.expires_at > now,
+        )
+        .order_by(LinkCode.id.desc())
+        .limit(1)
+    )
+    return person_id
+
+
 class Outcome(StrEnum):
     """What came of typing a code."""
 

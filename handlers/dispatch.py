@@ -120,7 +120,7 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
         if ctx.links_by_code:
             return await claim_phone(state, text, ctx)
         return await type_phone(state, incoming, ctx)
-    if state.step == Step.LINK_CODE and looks_like_code(text):
+    if ctx.links_by_code and ctx.person is None and looks_like_code(text):
         return await answer_code(state, text, ctx)
     picked = pick(text, state.choices)
     if isinstance(picked, Choice):

@@ -120,9 +120,15 @@ async def claim_phone(state: State, text: str, ctx: Context) -> Outcome:
 
 async def answer_code(state: State, text: str, ctx: Context) -> Outcome:
     """Link the chat account if `text` is a live code of the person it asked to be linked to."""
-    person_id = state.target
+    person_id = state.target if state.step == Step.LINK_CODE else None
     if person_id is None:
-        return replace(state, step=None), [help_reply(ctx, (Msg("linkcode.none"),))]
+        # The question was dropped (another command) or forgotten: the code this account
+        # asked for still tells whom it is for.
+        session = ctx.repos.session
+        person_id = await link_codes.asked_by(session, ctx.channel, ctx.user_id, now=ctx.now)
+        state = replace(state, step=Step.LINK_CODE, target=person_id)
+    if person_id is None:
+        return replace(state, step=None, target=None), [Reply(lines=(Msg("linkcode.none"),))]
     code = _SPACES.sub("", text)
     result = await link_codes.redeem(
         ctx.repos.session, person_id, ctx.channel, ctx.user_id, code, now=ctx.now
@@ -150,9 +156,9 @@ async def answer_code(state: State, text: str, ctx: Context) -> Outcome:
 async def code_command(state: State, argument: str, ctx: Context) -> Outcome:
     """`/code PHONE`: a unit head or admin issues a link code for a person of their units.
 
-    `/code 123456` while the chat waits for its own code enters that code.
+    `/code 123456` in a chat linking by code enters that code.
     """
-    if state.step == Step.LINK_CODE and looks_like_code(argument):
+    if ctx.links_by_code and ctx.person is None and looks_like_code(argument):
         return await answer_code(state, argument, ctx)
     state = replace(state, step=None)
     head = await head_of(ctx)

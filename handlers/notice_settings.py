@@ -17,7 +17,7 @@ from db.models import ChannelAccount
 from handlers.help import Outcome, help_reply
 from handlers.link_codes import CHANNEL_NAMES
 from handlers.state import Context, State
-from handlers.types import Button, Msg, Reply
+from handlers.types import Button, Msg, Param, Reply
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def show_settings(state: State, ctx: Context, before: tuple[Msg, ...] = ()
     accounts = await _accounts(ctx)
     lines = [*before, Msg("settings.title")]
     for account in accounts:
-        name = {"channel": CHANNEL_NAMES[account.channel]}
+        name: dict[str, Param] = {"channel": CHANNEL_NAMES[account.channel]}
         linked = Msg("settings.linked", name)
         lines.append(linked if account.reachable else Msg("settings.unreachable", name))
     reachable = [account for account in accounts if account.reachable]
