@@ -7,6 +7,7 @@ hashed, and five wrong codes in a row lock them for a while.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
@@ -297,3 +298,17 @@ async def test_the_zalo_chat_keeps_waiting_for_the_code_across_other_questions(
     # Words are searched, not taken for a code; the code still works after.
     await chat.say("trung cap")
     assert "Đã xác nhận số điện thoại" in await chat.say(code)
+
+
+async def test_two_accounts_typing_one_code_at_once_link_only_one(
+    sessionmaker: async_sessionmaker[AsyncSession], people: dict[str, int]
+) -> None:
+    issued = await telegram(sessionmaker, "tg-head").say(f"/code {LONER}")
+    code = re.search(r": (\d{6})", issued)
+    assert code is not None
+    chats = [zalo(sessionmaker, f"zl-{number}") for number in range(4)]
+    for chat in chats:
+        assert "lãnh đạo đơn vị" in await chat.say(LONER)
+    answers = await asyncio.gather(*(chat.say(code[1]) for chat in chats))
+    assert sum("Đã xác nhận số điện thoại" in answer for answer in answers) == 1
+    assert len(await zalo_accounts(sessionmaker)) == 1

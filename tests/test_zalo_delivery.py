@@ -22,7 +22,7 @@ from bot.channels.zalo import ZaloChannel, delivery_error
 from bot.channels.zalo_api import ZaloApiError, ZaloBot, ZaloError, ZaloNetworkError
 from bot.config import Settings, TelegramSettings
 from bot.delivery import DeliveryEngine, DeliverySettings
-from bot.jobs_cli import show_status
+from bot.jobs_cli import run_once, show_status
 from bot.senders import (
     DeliveryError,
     PermanentFailure,
@@ -306,3 +306,14 @@ def test_zalo_errors_map_onto_the_engines_rules(
     assert type(mapped) is expected
     if isinstance(mapped, Throttled):
         assert mapped.retry_after == 3
+
+
+async def test_jobs_run_once_sends_over_zalo_when_only_zalo_is_configured(
+    zalo_api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    person_id = await trang(sessionmaker, "zalo")
+    await queue(sessionmaker, person_id, "reminder:once")
+    out = io.StringIO()
+    assert await run_once(sessionmaker, zalo_settings(zalo_api, database_url), out) == 0
+    assert "delivery: 1 sent" in out.getvalue()
+    assert len(zalo_api.texts_to(ZALO_ID)) == 1
