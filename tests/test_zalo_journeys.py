@@ -6,6 +6,7 @@ its words (without diacritics too). The handlers are the same as Telegram's.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import AsyncIterator
 
@@ -202,3 +203,42 @@ async def test_replies_that_cannot_be_sent_are_retried_and_a_blocked_user_is_unr
         )
         assert account is not None
         assert account.reachable is False
+
+
+async def test_after_a_crash_stored_updates_are_answered_and_kept_replies_sent_once(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    # What a process killed mid-work leaves: one update stored but not handled, one
+    # handled whose replies were not sent; both leases ran out.
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    async with sessionmaker() as session, session.begin():
+        session.add_all(
+            [
+                InboundUpdate(
+                    channel="zalo",
+                    update_key="c1",
+                    chat_id=LEARNER,
+                    payload=text_update("/help", user_id=LEARNER, message_id="c1"),
+                    status=InboxStatus.HANDLED,
+                    attempts=0,
+                    replies=[{"text": "kept reply"}],
+                    lease_until=past,
+                ),
+                InboundUpdate(
+                    channel="zalo",
+                    update_key="c2",
+                    chat_id=LEARNER,
+                    payload=text_update("/help", user_id=LEARNER, message_id="c2"),
+                    status=InboxStatus.RECEIVED,
+                    attempts=0,
+                    lease_until=past,
+                ),
+            ]
+        )
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await wait_answered(sessionmaker, "c2")
+    texts = api.texts_to(LEARNER)
+    assert texts[0] == "kept reply"
+    assert len(texts) == 2
+    assert "/classes" in texts[1]
