@@ -151,13 +151,14 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """Start the configured chat channels and jobs."""
     telegram = settings.telegram
-    if telegram.token is None:
+    if telegram.token is None and settings.zalo.token is None:
         raise CommandError(
-            "no chat channel is configured: set [telegram] token in config.toml (or the "
-            "TRAININGBOT_TELEGRAM_TOKEN environment variable); `make demo` chats offline "
-            "in the terminal without one"
+            "no chat channel is configured: set [telegram] token or [zalo] token in "
+            "config.toml (or TRAININGBOT_TELEGRAM_TOKEN / TRAININGBOT_ZALO_TOKEN); `make demo` "
+            "chats offline in the terminal without one"
         )
     from bot.channels.telegram import startup_failure
+    from bot.channels.zalo import startup_failure as zalo_startup_failure
     from bot.service import run_service
 
     # Our own loggers at INFO; httpx and httpcore stay at WARNING: their lines carry the
@@ -170,7 +171,7 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
         try:
             return await run_service(sessionmaker, settings)
         except Exception as exc:
-            sentence = startup_failure(exc, telegram)
+            sentence = zalo_startup_failure(exc, settings) or startup_failure(exc, telegram)
             if sentence is None:
                 raise
             raise CommandError(sentence) from None

@@ -210,6 +210,101 @@ class TelegramSettings(_Section):
         return self
 
 
+_ZALO_SECRET = re.compile(r"[A-Za-z0-9_-]{8,256}")
+
+
+class ZaloSettings(_Section):
+    token: SecretStr | None = None
+    # polling: the bot asks Zalo for updates; webhook: Zalo posts them to `url`.
+    mode: Literal["polling", "webhook"] = "polling"
+    # The Bot API server; the bot calls {base_url}/bot{token}/{method}. Older SDKs use
+    # https://bot-api.zapps.me.
+    base_url: str = "https://bot-api.zaloplatforms.com"
+    # Webhook mode: the public https address Zalo posts to (a reverse proxy's).
+    url: str | None = None
+    # Webhook mode: Zalo sends it in X-Bot-Api-Secret-Token with every post.
+    secret_token: SecretStr | None = Field(default=None, repr=False)
+    # Webhook mode: where the server listens; unset, the [telegram] listen_host and
+    # listen_port, so one server answers both paths.
+    listen_host: str | None = None
+    listen_port: int | None = Field(default=None, ge=0, le=65535)
+    path: str = "/zalo"
+    # Polling mode: how long one getUpdates request waits for an update, in seconds.
+    poll_timeout: int = Field(default=30, ge=1, le=60)
+    # Notices per second on Zalo, every process together (Zalo publishes no figure).
+    rate_per_second: float = Field(default=5, gt=0, le=100)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        # TRAININGBOT_ZALO_TOKEN= (empty) means no token, as leaving it out does.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
+            # The value is not echoed: it is a secret.
+            raise ValueError(
+                "is not a Zalo bot token: Zalo Bot Creator gives one like 1459232241454765289:"
+                "AbC… (digits, a colon, then letters, digits, _ and -)"
+            )
+        return None if value is None else SecretStr(value.get_secret_value().strip())
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local test server)")
+        if _host_of(value) is None:
+            raise ValueError("must name a host, e.g. https://bot-api.zaloplatforms.com")
+        value = value.rstrip("/")
+        if urlsplit(value).path.rsplit("/", 1)[-1].startswith("bot"):
+            raise ValueError(
+                "must be the server's root, without /bot… (the bot adds /bot<token>/<method>), "
+                "e.g. https://bot-api.zaloplatforms.com"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must start with https:// (Zalo posts webhooks only over TLS)")
+        if value is not None and _host_of(value) is None:
+            raise ValueError("must name a host, e.g. https://bot.example.org/zalo")
+        return value
+
+    @field_validator("secret_token")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _ZALO_SECRET.fullmatch(value.get_secret_value()):
+            # The value is not echoed: it is a secret.
+            raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> ZaloSettings:
+        if self.mode == "webhook":
+            missing = [name for name in ("url", "secret_token") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(
+                    f'mode = "webhook" needs {" and ".join(missing)} (url: the public https '
+                    "address Zalo posts to; secret_token: 8-256 characters of A-Z, a-z, "
+                    "0-9, _ and -, best set in TRAININGBOT_ZALO_SECRET_TOKEN)"
+                )
+        return self
+
+
 def _checked(parse: Any) -> Any:
     """Return a validator that keeps the text but refuses what `parse` refuses."""
 
@@ -249,6 +344,32 @@ class Settings(_Section):
     registration: RegistrationSettings = RegistrationSettings()
     telegram: TelegramSettings = TelegramSettings()
     notifications: NotificationSettings = NotificationSettings()
+    zalo: ZaloSettings = ZaloSettings()
+
+    @model_validator(mode="after")
+    def _one_path_per_webhook(self) -> Settings:
+        # Both webhooks on one listening address are served by one server (with its
+        # /healthz): their paths must differ.
+        zalo, telegram = self.zalo, self.telegram
+        if zalo.path == "/healthz":
+            raise ValueError("[zalo] path: /healthz is the health check's path")
+        both = zalo.token is not None and telegram.token is not None
+        webhooks = zalo.mode == telegram.mode == "webhook"
+        same_address = self.zalo_listen == (telegram.listen_host, telegram.listen_port)
+        if both and webhooks and same_address and zalo.path == telegram.path:
+            raise ValueError(
+                f"[zalo] path: {zalo.path} is also [telegram] path on the same listening "
+                "address; give each webhook its own path"
+            )
+        return self
+
+    @property
+    def zalo_listen(self) -> tuple[str, int]:
+        """Return the address Zalo's webhook is served on ([telegram]'s when unset)."""
+        zalo, telegram = self.zalo, self.telegram
+        host = zalo.listen_host or telegram.listen_host
+        port = zalo.listen_port if zalo.listen_port is not None else telegram.listen_port
+        return host, port
 
     @property
     def notify(self) -> NotifySettings:
@@ -317,6 +438,8 @@ def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
 
 def _describe(error: Mapping[str, Any], source: str, text: str, environ_keys: set[str]) -> str:
     loc = tuple(error["loc"])
+    if not loc:  # a rule across sections: the message names its keys
+        return f"{source}: {str(error['msg']).removeprefix('Value error, ')}"
     where = f"[{loc[0]}]" if len(loc) == 1 else f"[{loc[0]}] {loc[1]}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

@@ -12,6 +12,9 @@ channel's `Sender`, and settles it in its own unit of work:
 - Unreachable (403: blocked) → the account is marked unreachable; the notice goes to the
   person's other reachable account, else FAILED; the unit heads learn of it from the
   unreachable-people job;
+- QuotaExhausted (a plan's message quota used up) → FAILED; the process holds the
+  channel's other notices back for `quota_pause` (they wait instead of failing one by
+  one) and the admins are told once a month;
 - PermanentFailure → FAILED with the reason (shown to admins in their summary).
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
@@ -34,6 +37,7 @@ from bot.config import Settings
 from bot.senders import (
     DeliveryError,
     PermanentFailure,
+    QuotaExhausted,
     Sender,
     TemporaryFailure,
     Throttled,
@@ -42,6 +46,8 @@ from bot.senders import (
 from db import outbox
 from db.leases import LeaseLost
 from db.outbox import Notice, Pace
+from db.repos import Repos
+from handlers.channel_alerts import report_quota_exhausted
 from handlers.i18n import supported_language
 from handlers.notices import decode_reply
 from jobs.timing import NotifySettings
@@ -72,6 +78,10 @@ class DeliverySettings:
     # process may take it (longer than any send may take).
     lease: dt.timedelta = dt.timedelta(seconds=60)
     idle_seconds: float = 1.0
+    # A channel's own rate where it has one ([zalo] rate_per_second), else rate_per_second.
+    channel_rates: dict[str, float] = field(default_factory=dict)
+    # How long a channel whose quota is used up sends nothing before it tries again.
+    quota_pause: dt.timedelta = dt.timedelta(hours=1)
 
     @classmethod
     def of(cls, settings: Settings) -> DeliverySettings:
@@ -84,6 +94,7 @@ class DeliverySettings:
             retry_base=dt.timedelta(seconds=section.retry_seconds),
             # A batch holds about two seconds of sends.
             batch_size=max(1, min(200, round(section.rate_per_second * 2))),
+            channel_rates={"zalo": settings.zalo.rate_per_second},
         )
 
 
@@ -136,9 +147,12 @@ class DeliveryEngine:
     @property
     def pace(self) -> Pace:
         """Return the claim's pacing for these senders."""
-        interval = 1.0 / self.settings.rate_per_second
+        rates = self.settings.channel_rates
         return Pace(
-            interval={channel: interval for channel in self._by_channel},
+            interval={
+                channel: 1.0 / rates.get(channel, self.settings.rate_per_second)
+                for channel in self._by_channel
+            },
             per_chat=self.settings.per_chat_seconds,
             lease=self.settings.lease,
         )
@@ -269,6 +283,8 @@ class DeliveryEngine:
             await self._unreachable(notice, exc)
         except TemporaryFailure as exc:
             await self._retry(notice, exc)
+        except QuotaExhausted as exc:
+            await self._quota_exhausted(notice, exc)
         except PermanentFailure as exc:
             await self._settle_failed(notice, exc.reason)
         except DeliveryError as exc:
@@ -318,6 +334,23 @@ class DeliveryEngine:
             self.report.failed += 1
         else:
             self.report.retried += 1
+
+    async def _quota_exhausted(self, notice: Notice, exc: QuotaExhausted) -> None:
+        # Every later notice on the channel would be refused too: this process puts them
+        # back for `quota_pause` instead of sending (another process finds out with its
+        # own first refusal), and the admins are told once; this notice fails.
+        log.error("%s quota used up (outbox row %s): %s", notice.channel, notice.id, exc.reason)
+        now = self.clock()
+        until = now + self.settings.quota_pause
+        current = self._paused_until.get(notice.channel)
+        self._paused_until[notice.channel] = until if current is None else max(current, until)
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.mark_failed(session, notice, exc.reason)
+            await report_quota_exhausted(
+                Repos(session), notice.channel, exc.reason, now=now, settings=self.notify.chat
+            )
+        self.report.failed += 1
+        self.wake()
 
     async def _settle_failed(self, notice: Notice, reason: str) -> None:
         log.warning("outbox row %s failed: %s", notice.id, reason)

@@ -18,6 +18,9 @@ from db.models import OutboxMessage, OutboxStatus
 from jobs.registry import JOBS
 from jobs.runner import job_runs, run_due_jobs
 
+# `jobs status` shows a channel's quota refusals this far back (a quota is monthly).
+QUOTA_DAYS = 31
+
 
 @contextlib.asynccontextmanager
 async def configured_senders(
@@ -25,18 +28,24 @@ async def configured_senders(
 ) -> AsyncIterator[list[Sender]]:
     """Yield a sender for each chat channel with a token, connected for the time being."""
     senders: list[Sender] = []
-    if settings.telegram.token is None:
-        yield senders
-        return
-    from bot.channels.telegram import TelegramChannel, build_application
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.telegram.token is not None:
+            from bot.channels.telegram import TelegramChannel, build_application
 
-    channel = TelegramChannel(build_application(settings.telegram), sessionmaker, settings)
-    await channel.application.initialize()
-    try:
-        senders.append(channel)
+            channel = TelegramChannel(build_application(settings.telegram), sessionmaker, settings)
+            await channel.application.initialize()
+            stack.push_async_callback(channel.shutdown)
+            senders.append(channel)
+        if settings.zalo.token is not None:
+            from bot.channels.zalo import ZaloChannel
+            from bot.channels.zalo_api import ZaloBot
+
+            bot = ZaloBot(settings.zalo.token.get_secret_value(), settings.zalo.base_url)
+            zalo = ZaloChannel(bot, sessionmaker, settings)
+            stack.push_async_callback(zalo.shutdown)
+            await bot.start()
+            senders.append(zalo)
         yield senders
-    finally:
-        await channel.shutdown()
 
 
 async def run_once(
@@ -50,7 +59,7 @@ async def run_once(
             async with sessionmaker() as session:
                 queued = (await outbox.counts(session)).get(OutboxStatus.QUEUED, 0)
             print(
-                f"delivery: no chat channel is configured ([telegram] token): "
+                f"delivery: no chat channel is configured ([telegram] or [zalo] token): "
                 f"{queued} notices stay queued",
                 file=out,
             )
@@ -92,6 +101,17 @@ async def show_status(
             )
         ).all()
         runs = {run.name: run for run in await job_runs(session)}
+        quota = (
+            await session.execute(
+                select(OutboxMessage.channel, func.count(), func.max(OutboxMessage.last_error))
+                .where(
+                    OutboxMessage.status == OutboxStatus.FAILED,
+                    OutboxMessage.last_error.like("quota:%"),
+                    OutboxMessage.due_at >= now - dt.timedelta(days=QUOTA_DAYS),
+                )
+                .group_by(OutboxMessage.channel)
+            )
+        ).all()
     queued = counts.get(OutboxStatus.QUEUED, 0)
     print(
         f"outbox: {queued} queued ({due_now or 0} due now), "
@@ -101,6 +121,12 @@ async def show_status(
     )
     for reason, count in failures:
         print(f"  failed in the last 24 h: {count} × {reason or 'unknown'}", file=out)
+    for channel, count, reason in quota:
+        print(
+            f"  {channel}: MESSAGE QUOTA USED UP: {count} notices refused in the last "
+            f"{QUOTA_DAYS} days ({reason}); the admins were told; see README (Zalo, limits)",
+            file=out,
+        )
     print(f"jobs (times in {zone}):", file=out)
     width = max(len(job.name) for job in JOBS)
     for job in JOBS:

@@ -2,8 +2,8 @@
 
 A channel maps its platform's answers onto these errors (Telegram: 429 → Throttled, 403 →
 Unreachable, 5xx and network errors → TemporaryFailure, any other refusal →
-PermanentFailure); the engine decides what each means for the outbox row, the same way
-for every channel.
+PermanentFailure; Zalo's quota refusals → QuotaExhausted); the engine decides what each
+means for the outbox row, the same way for every channel.
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ class TemporaryFailure(DeliveryError):
 
 class PermanentFailure(DeliveryError):
     """The platform refused the message for good (bad request, quota used up)."""
+
+
+class QuotaExhausted(PermanentFailure):
+    """The platform's message quota (a plan's monthly allowance) is used up.
+
+    Sending more on the channel fails until the quota renews, so the engine pauses the
+    channel and tells the admins once instead of retrying each notice.
+    """
 
 
 class Sender(Protocol):

@@ -1,4 +1,4 @@
-"""The service: the Telegram channel in its configured mode, its workers and periodic jobs."""
+"""The service: the Telegram and Zalo channels in their configured modes, workers and jobs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
-from bot.channels.telegram_webhook import WebhookServer, build_web_app
+from bot.channels.telegram_webhook import Handler, WebhookServer, routes_app, telegram_handler
+from bot.channels.zalo import ZaloChannel
+from bot.channels.zalo_api import ZaloBot
+from bot.channels.zalo_webhook import zalo_handler
 from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings
 from jobs.registry import JOBS
@@ -120,11 +123,13 @@ async def run_service(
     handle_signals: bool = True,
     stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
-    """Run the Telegram channel until SIGTERM/SIGINT (or `stopping`); return the exit status.
+    """Run the configured channels until SIGTERM/SIGINT (or `stopping`); return the exit status.
 
-    Every loop (workers, notices, jobs, polling) runs until the stop. One that ends before
-    (a bug: each retries its own failures) is logged, the service stops cleanly and exits
-    1, so a supervisor restarts it instead of it limping on without, say, polling.
+    Telegram, Zalo or both, each in its mode; webhooks on one listening address share one
+    server. Every loop (workers, notices, jobs, polling) runs until the stop. One that
+    ends before (a bug: each retries its own failures) is logged, the service stops
+    cleanly and exits 1, so a supervisor restarts it instead of it limping on without,
+    say, polling.
     """
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,35 +137,79 @@ async def run_service(
     for signum in signals:
         loop.add_signal_handler(signum, stopping.set)
     telegram = settings.telegram
-    channel = TelegramChannel(build_application(telegram), sessionmaker, settings)
-    server: WebhookServer | None = None
+    zalo = settings.zalo
+    channel = (
+        TelegramChannel(build_application(telegram), sessionmaker, settings)
+        if telegram.token is not None
+        else None
+    )
+    zalo_channel = (
+        ZaloChannel(_zalo_bot(settings), sessionmaker, settings) if zalo.token is not None else None
+    )
+    channels: list[TelegramChannel | ZaloChannel] = [
+        c for c in (channel, zalo_channel) if c is not None
+    ]
+    servers: list[WebhookServer] = []
     names: dict[asyncio.Task[None], str] = {}
     scheduler = JobScheduler(sessionmaker, settings, JOBS if jobs is None else jobs)
-    engine = DeliveryEngine(sessionmaker, [channel], DeliverySettings.of(settings), settings.notify)
+    engine = DeliveryEngine(sessionmaker, channels, DeliverySettings.of(settings), settings.notify)
     delivery_stop = asyncio.Event()
     status = 0
-    await channel.initialize()
+    initialized: list[TelegramChannel | ZaloChannel] = []
     try:
-        for number in range(1, channel.workers + 1):
-            names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
+        for each in channels:
+            await each.initialize()
+            initialized.append(each)
+        for each in channels:
+            for number in range(1, each.workers + 1):
+                names[asyncio.create_task(each.work())] = f"{each.channel} inbox worker {number}"
         names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
-        poller: asyncio.Task[None] | None = None
-        if telegram.mode == "polling":
-            poller = asyncio.create_task(channel.poll())
-            names[poller] = "telegram polling"
-        else:
-            # The config refuses webhook mode without both.
-            assert telegram.url is not None
+        pollers: list[asyncio.Task[None]] = []
+        routes: dict[tuple[str, int], dict[str, Handler]] = {}
+        if channel is not None and telegram.mode == "polling":
+            pollers.append(asyncio.create_task(channel.poll()))
+            names[pollers[-1]] = "telegram polling"
+        elif channel is not None:
+            # The config refuses webhook mode without a url and a secret.
             assert telegram.secret_token is not None
             secret = telegram.secret_token.get_secret_value()
-            app = build_web_app(channel.receive, path=telegram.path, secret_token=secret)
-            server = WebhookServer(app, telegram.listen_host, telegram.listen_port)
+            address = (telegram.listen_host, telegram.listen_port)
+            handler = telegram_handler(channel.receive, secret_token=secret)
+            routes.setdefault(address, {})[telegram.path] = handler
+        if zalo_channel is not None and zalo.mode == "polling":
+            pollers.append(asyncio.create_task(zalo_channel.poll()))
+            names[pollers[-1]] = "zalo polling"
+        elif zalo_channel is not None:
+            assert zalo.secret_token is not None
+            secret = zalo.secret_token.get_secret_value()
+            handler = zalo_handler(zalo_channel.receive, secret_token=secret)
+            routes.setdefault(settings.zalo_listen, {})[zalo.path] = handler
+        for (host, port), paths in routes.items():
+            server = WebhookServer(routes_app(paths), host, port)
             await server.start()
+            servers.append(server)
+        if channel is not None and telegram.mode == "webhook":
+            assert telegram.url is not None
+            assert telegram.secret_token is not None
             await channel.bot.set_webhook(
-                telegram.url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES)
+                telegram.url,
+                secret_token=telegram.secret_token.get_secret_value(),
+                allowed_updates=list(ALLOWED_UPDATES),
             )
+        if zalo_channel is not None and zalo.mode == "webhook":
+            assert zalo.url is not None
+            assert zalo.secret_token is not None
+            await zalo_channel.bot.set_webhook(zalo.url, zalo.secret_token.get_secret_value())
         scheduler.start()
-        log.info("trainingbot started (telegram, %s mode)", telegram.mode)
+        modes = ", ".join(
+            f"{name}, {section.mode} mode"
+            for name, section, each in (
+                ("telegram", telegram, channel),
+                ("zalo", zalo, zalo_channel),
+            )
+            if each is not None
+        )
+        log.info("trainingbot started (%s)", modes)
         stop_asked: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
         done, _running = await asyncio.wait(
             [stop_asked, *names], return_when=asyncio.FIRST_COMPLETED
@@ -171,14 +220,15 @@ async def run_service(
                 log.error("%s ended unexpectedly (%s)", names[task], _ending(task))
                 status = 1
         log.info("trainingbot stopping")
-        if poller is not None:
-            # Nothing in a pending getUpdates is acknowledged yet: cancelling loses nothing.
+        # Nothing in a pending getUpdates is acknowledged yet: cancelling loses nothing.
+        for poller in pollers:
             poller.cancel()
-            await _finish([poller])
-        if server is not None:
+        await _finish(pollers)
+        for server in servers:
             await server.stop()
-            server = None
-        channel.stop()
+        servers = []
+        for each in channels:
+            each.stop()
         delivery_stop.set()
         await scheduler.stop(stop_grace)
         # Workers finish the update in hand, then return; one stuck (a database that does
@@ -193,10 +243,18 @@ async def run_service(
             task.cancel()
         await _finish(left)
         await scheduler.stop(0)
-        if server is not None:
+        for server in servers:
             await server.stop()
-        await channel.shutdown()
+        for each in channels:
+            if each in initialized or isinstance(each, ZaloChannel):
+                await each.shutdown()
         for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("trainingbot stopped")
     return status
+
+
+def _zalo_bot(settings: Settings) -> ZaloBot:
+    """Return the Zalo Bot API client of the configured bot."""
+    assert settings.zalo.token is not None
+    return ZaloBot(settings.zalo.token.get_secret_value(), settings.zalo.base_url)

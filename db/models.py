@@ -474,3 +474,31 @@ class JobRun(Base):
     last_started_at: Mapped[dt.datetime | None]
     last_finished_at: Mapped[dt.datetime | None]
     last_outcome: Mapped[str | None] = mapped_column(String(500))
+
+
+class LinkCode(Base):
+    """A one-time code that links a chat account where the platform cannot prove a phone.
+
+    Zalo gives no verified phone number, so a Zalo account is linked to a roster person
+    only once it types a code that reached that person some other way: sent to their
+    account on another channel (`external_id` is then the account that asked), or issued
+    by a unit head or an admin (`external_id` None: any account typing the person's phone
+    and the code). Only a hash of the code is stored; it is used once, expires, and too
+    many wrong codes lock it for a while.
+    """
+
+    __tablename__ = "link_code"
+    __table_args__ = (Index("ix_link_code_person_id_channel", "person_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+    # Wrong codes typed since the last lock.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from db.text import fold
 from handlers.i18n import t
-from handlers.types import Button, Reply
+from handlers.types import Button, Msg, Reply
 
 # A label may be "short name · description"; typing the short name alone presses it.
 LABEL_SEPARATOR = " · "
@@ -83,8 +83,22 @@ def reply_text(reply: Reply, language: str) -> str:
     return text.strip("\n")
 
 
-def render_numbered(replies: Sequence[Reply], language: str) -> list[str]:
-    """Return each reply as plain text with its buttons listed as numbered choices."""
+def answer_hint(count: int) -> Msg:
+    """Return how to answer `count` numbered choices: "Trả lời 1, 2 hoặc 3"."""
+    if count == 1:
+        return Msg("numbered.reply_one")
+    if count <= 4:
+        first = ", ".join(str(number) for number in range(1, count))
+        return Msg("numbered.reply_some", {"first": first, "last": count})
+    return Msg("numbered.reply_range", {"count": count})
+
+
+def render_numbered(replies: Sequence[Reply], language: str, *, hint: bool = False) -> list[str]:
+    """Return each reply as plain text with its buttons listed as numbered choices.
+
+    With `hint`, the last reply with buttons ends with how to answer ("Trả lời 1 hoặc
+    2"): a chat without buttons (Zalo) says so, the console's prompt is hint enough.
+    """
     texts = []
     number = 0
     for reply in replies:
@@ -96,4 +110,7 @@ def render_numbered(replies: Sequence[Reply], language: str) -> list[str]:
         if options:
             parts.append("\n".join(options))
         texts.append("\n\n".join(part for part in parts if part))
+    if hint and number:
+        last = max(index for index, reply in enumerate(replies) if reply.buttons)
+        texts[last] += "\n" + t(answer_hint(number), language)
     return texts

@@ -31,8 +31,10 @@ from handlers.help import (
 )
 from handlers.i18n import supported_language
 from handlers.language import ask_language, change_language, choose_language, set_language
+from handlers.link_codes import answer_code, claim_phone, code_command, looks_like_code
 from handlers.linking import log_out, looks_like_phone, share_contact, type_phone
 from handlers.my_registrations import show_my_registrations
+from handlers.notice_settings import choose_channel, decode_choice, show_settings
 from handlers.phrases import Intent, intent_of, list_filters
 from handlers.registration import answer_confirmation
 from handlers.registration_buttons import decode_registration
@@ -89,6 +91,7 @@ async def dispatch(
         settings=settings,
         channel=incoming.channel,
         user_id=incoming.user_id,
+        links_by_code=incoming.links_by_code,
     )
     state, replies = await answer(state, incoming, ctx)
     # Replies without buttons (an error, a prompt) leave the last buttons pressable.
@@ -114,7 +117,11 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
     if text.startswith("/"):
         return await run_command(state, text, incoming, ctx)
     if ctx.person is None and looks_like_phone(text):
+        if ctx.links_by_code:
+            return await claim_phone(state, text, ctx)
         return await type_phone(state, incoming, ctx)
+    if ctx.links_by_code and ctx.person is None and looks_like_code(text):
+        return await answer_code(state, text, ctx)
     picked = pick(text, state.choices)
     if isinstance(picked, Choice):
         return await press(state, picked.data, ctx)
@@ -162,6 +169,8 @@ async def press(state: State, data: str, ctx: Context) -> Outcome:
         return await press_unit(state, unit_action, ctx)
     if (registration_button := decode_registration(data)) is not None:
         return await press_registration(state, registration_button, ctx)
+    if (channel_choice := decode_choice(data)) is not None:
+        return await choose_channel(state, channel_choice, ctx)
     match decode(data):
         case ShowList(query):
             return await show_list(state, query, ctx)
@@ -227,6 +236,14 @@ async def _lang(state: State, argument: str, _incoming: Incoming, ctx: Context) 
     return await change_language(state, argument, ctx)
 
 
+async def _settings(state: State, _argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await show_settings(state, ctx)
+
+
+async def _code(state: State, argument: str, _incoming: Incoming, ctx: Context) -> Outcome:
+    return await code_command(state, argument, ctx)
+
+
 COMMANDS: dict[str, Command] = {
     "/start": _start,
     "/help": _help,
@@ -239,6 +256,8 @@ COMMANDS: dict[str, Command] = {
     "/cancel": _cancel,
     "/logout": _logout,
     "/unit": unit_command,
+    "/settings": _settings,
+    "/code": _code,
 }
 
 

@@ -37,6 +37,8 @@ def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
         mine.append(Msg("help.my"))
         if ctx.leads_units:
             mine.append(Msg("help.unit"))
+            mine.append(Msg("help.code"))
+        mine.append(Msg("help.settings"))
         mine.append(Msg("help.logout"))
     return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))
 
@@ -46,8 +48,13 @@ async def start(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
     person = ctx.person
     if person is None:
         replies = [help_reply(ctx, (Msg("start.visitor"), Msg("start.intro")))]
-        # The contact button comes last, so it is what the chat shows under the text box.
-        ask = Reply(lines=(Msg("linking.ask_contact"),), ask_contact=True)
+        # The contact button comes last, so it is what the chat shows under the text box;
+        # where no contact proves a phone (Zalo), the person types it and gets a code.
+        ask = (
+            Reply(lines=(Msg("linkcode.ask_phone"),))
+            if ctx.links_by_code
+            else Reply(lines=(Msg("linking.ask_contact"),), ask_contact=True)
+        )
         return replace(state, step=None), [*replies, ask]
     greeting = Msg("start.person", {"name": person.full_name, "unit": person.unit.name})
     return replace(state, step=None), [help_reply(ctx, (greeting, Msg("start.intro")))]

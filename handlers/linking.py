@@ -51,7 +51,7 @@ async def share_contact(state: State, incoming: Incoming, ctx: Context) -> Outco
         return state, [help_reply(ctx, (Msg("linking.not_in_roster", {"phone": phone}),))]
     account = await ctx.repos.people.link(person, ctx.channel, ctx.user_id, ctx.now)
     if account.external_id != ctx.user_id:
-        return state, [await _refuse_conflict(person, ctx)]
+        return state, [await refuse_conflict(person, ctx)]
     linked = replace(ctx, person=person)
     if ctx.person is not None and ctx.person.id == person.id:
         return state, [help_reply(linked, (_greeting(person),))]
@@ -59,7 +59,7 @@ async def share_contact(state: State, incoming: Incoming, ctx: Context) -> Outco
     return state, [help_reply(linked, (_greeting(person), Msg("linking.linked")))]
 
 
-async def _refuse_conflict(person: Person, ctx: Context) -> Reply:
+async def refuse_conflict(person: Person, ctx: Context) -> Reply:
     """Refuse to move a person's link to this account; tell the admins, if any."""
     log.warning(
         "person %s is linked to another account on %s; account %s refused",

@@ -25,6 +25,7 @@ class Flow(StrEnum):
     LANGUAGE = "language"
     UNIT = "unit"
     REGISTRATION = "registration"
+    LINKING = "linking"
 
 
 class Step(StrEnum):
@@ -39,6 +40,8 @@ class Step(StrEnum):
     NOMINEE_QUERY = "nominee_query"
     # A yes/no question (register? cancel?) whose first button is yes and second no.
     CONFIRM = "confirm"
+    # A chat linking by a one-time code (Zalo) types the code for person State.target.
+    LINK_CODE = "link_code"
 
 
 FLOW_OF_STEP = {
@@ -47,6 +50,7 @@ FLOW_OF_STEP = {
     Step.REJECT_REASON: Flow.UNIT,
     Step.NOMINEE_QUERY: Flow.UNIT,
     Step.CONFIRM: Flow.REGISTRATION,
+    Step.LINK_CODE: Flow.LINKING,
 }
 
 
@@ -80,6 +84,8 @@ class Context:
     # Who is talking on which platform.
     channel: str = ""
     user_id: str = ""
+    # The channel cannot prove a phone number: accounts link by a one-time code.
+    links_by_code: bool = False
 
     @property
     def zone(self) -> ZoneInfo:

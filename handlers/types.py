@@ -63,7 +63,9 @@ class Incoming:
     """One thing a user did in a chat, as every channel reports it.
 
     Exactly one of `text`, `button` or `contact_phone` is set. `user_id` is the platform's
-    id of the sender, `chat_id` the conversation it happened in.
+    id of the sender, `chat_id` the conversation it happened in. `links_by_code` comes from
+    a channel that cannot prove a phone number (Zalo): a typed phone number starts linking
+    by a one-time code there, instead of asking for a shared contact.
     """
 
     channel: str
@@ -74,6 +76,7 @@ class Incoming:
     contact_phone: str | None = None
     contact_user_id: str | None = None
     language_hint: str | None = None
+    links_by_code: bool = False
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,8 @@ class Chat:
     settings: ChatSettings = field(default_factory=ChatSettings)
     # The app's language, as Telegram reports it (language_code).
     language_hint: str | None = None
+    # A channel without verified phone numbers (Zalo): a typed phone starts a code.
+    links_by_code: bool = False
     last: list[Reply] = field(default_factory=list)
     # The language the last replies are in.
     language: str = ""
@@ -178,6 +180,7 @@ class Chat:
             chat_id=self.user_id,
             user_id=self.user_id,
             language_hint=self.language_hint,
+            links_by_code=self.links_by_code,
             **event,
         )
         async with self.sessionmaker() as session, session.begin():

@@ -68,7 +68,17 @@ async def test_the_command_menu_is_published_in_vietnamese_and_english(
     assert "language_code" not in vi.params
     assert en.params["language_code"] == "en"
     names = [command["command"] for command in vi.params["commands"]]
-    assert names == ["start", "classes", "search", "my", "help", "lang", "logout", "unit"]
+    assert names == [
+        "start",
+        "classes",
+        "search",
+        "my",
+        "help",
+        "lang",
+        "logout",
+        "unit",
+        "settings",
+    ]
     descriptions = {c["command"]: c["description"] for c in en.params["commands"]}
     assert "unit heads" in descriptions["unit"]
     assert vi.params["commands"][0]["description"] != en.params["commands"][0]["description"]

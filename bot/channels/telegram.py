@@ -68,6 +68,7 @@ COMMANDS = (
     ("lang", Msg("telegram.command.lang")),
     ("logout", Msg("telegram.command.logout")),
     ("unit", Msg("telegram.command.unit")),
+    ("settings", Msg("telegram.command.settings")),
 )
 LEASE = dt.timedelta(seconds=60)
 # A worker with nothing to do looks again this often, for updates other processes stored.

@@ -18,6 +18,8 @@ from telegram import (
     ReplyKeyboardMarkup,
 )
 
+from bot.channels.text_split import split_text as split_lines
+from bot.channels.text_split import text_length as text_length
 from handlers.choices import reply_text
 from handlers.i18n import t
 from handlers.types import Msg, Reply
@@ -28,42 +30,9 @@ MAX_TEXT = 4096
 Outgoing = dict[str, Any]
 
 
-def text_length(text: str) -> int:
-    """Return the length of `text` as Telegram counts it (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _cut_line(line: str, limit: int) -> list[str]:
-    """Cut one over-long line into pieces within `limit`, at a space where there is one."""
-    pieces = []
-    while text_length(line) > limit:
-        end = limit
-        while text_length(line[:end]) > limit:  # characters outside the BMP count twice
-            end -= 1
-        space = line.rfind(" ", 0, end)
-        cut = space if space > end // 2 else end
-        pieces.append(line[:cut].rstrip())
-        line = line[cut:].lstrip()
-    pieces.append(line)
-    return pieces
-
-
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split `text` into messages within `limit`, at line boundaries where possible."""
-    chunks: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        for piece in _cut_line(line, limit):
-            candidate = f"{current}\n{piece}" if current else piece
-            if text_length(candidate) <= limit:
-                current = candidate
-                continue
-            if current.strip():
-                chunks.append(current.strip("\n"))
-            current = piece
-    if current.strip():
-        chunks.append(current.strip("\n"))
-    return chunks
+    """Split `text` into messages within Telegram's limit, at line boundaries where possible."""
+    return split_lines(text, limit)
 
 
 def render_replies(replies: Sequence[Reply], language: str) -> list[Outgoing]:

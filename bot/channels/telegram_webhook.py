@@ -1,11 +1,11 @@
-"""The webhook server: Telegram posts updates here; each is stored before the 200 answer."""
+"""The webhook server: Telegram (and Zalo) post updates here; each is stored before the 200."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,7 @@ MAX_BODY = 1024 * 1024
 SHUTDOWN_SECONDS = 5.0
 
 Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class BadUpdate(ValueError):
@@ -35,8 +36,8 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def build_web_app(receive: Receive, *, path: str, secret_token: str) -> web.Application:
-    """Return the aiohttp app serving `path` (updates) and /healthz."""
+def telegram_handler(receive: Receive, *, secret_token: str) -> Handler:
+    """Return the request handler of Telegram's webhook path."""
     expected = secret_token.encode()
 
     async def webhook(request: web.Request) -> web.Response:
@@ -61,10 +62,21 @@ def build_web_app(receive: Receive, *, path: str, secret_token: str) -> web.Appl
             return web.Response(status=400, text="bad request")
         return web.Response(text="ok")
 
+    return webhook
+
+
+def routes_app(routes: Mapping[str, Handler]) -> web.Application:
+    """Return the aiohttp app serving each path's webhook and /healthz (one per address)."""
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_post(path, webhook)
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+def build_web_app(receive: Receive, *, path: str, secret_token: str) -> web.Application:
+    """Return the aiohttp app serving `path` (Telegram's updates) and /healthz."""
+    return routes_app({path: telegram_handler(receive, secret_token=secret_token)})
 
 
 class WebhookServer:

@@ -1,0 +1,244 @@
+"""Whole conversations on Zalo over the real client and the fake Zalo Bot API (polling).
+
+Zalo has no buttons: every choice is a numbered list, answered by typing its number or
+its words (without diacritics too). The handlers are the same as Telegram's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import (
+    ChannelAccount,
+    InboundUpdate,
+    InboxStatus,
+    Registration,
+    RegistrationStatus,
+)
+from tests.factories import add_class, add_person, add_unit, link
+from tests.fake_zalo_api import FakeZaloApi, fake_zalo_api, text_update
+from tests.telegram_support import in_days
+from tests.zalo_support import ZaloUser, running_zalo, wait_answered, zalo_settings
+
+LEARNER = "zalo-learner-1"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeZaloApi]:
+    async with fake_zalo_api() as api:
+        yield api
+
+
+def number_of(text: str, label: str) -> str:
+    """Return the number under which a choice containing `label` is listed."""
+    for number, shown in re.findall(r"^\s+(\d+)\. (.+)$", text, flags=re.MULTILINE):
+        if label in shown:
+            return str(number)
+    raise AssertionError(f"no choice {label!r} in:\n{text}")
+
+
+async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Insert a learner linked on Zalo and one upcoming class; return the class id."""
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "YTH", "Huyện Yên Thành")
+        person = await add_person(session, "0912000178", "Phạm Thu Trang", unit)
+        await link(session, person, "zalo", LEARNER)
+        klass = await add_class(
+            session, "KN-01", "Kỹ năng soạn thảo văn bản", start=in_days(30), capacity=5
+        )
+        return klass.id
+
+
+async def registrations(sessionmaker: async_sessionmaker[AsyncSession]) -> list[str]:
+    async with sessionmaker() as session:
+        return [r.status.value for r in (await session.scalars(select(Registration))).all()]
+
+
+async def test_registering_by_typing_numbers(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    user = ZaloUser(api, sessionmaker, LEARNER)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        greeting = await user.say("/start")
+        assert "Kính chào đồng chí Phạm Thu Trang (Huyện Yên Thành)!" in greeting
+        assert "  1. Lớp sắp mở" in greeting
+        assert re.search(r"Trả lời một số từ 1 đến \d+|Trả lời 1, 2, 3 hoặc 4", greeting)
+        listed = await user.say(number_of(greeting, "Lớp sắp mở"))
+        assert "KN-01" in listed
+        detail = await user.say(number_of(listed, "KN-01"))
+        assert "Kỹ năng soạn thảo văn bản" in detail
+        asked = await user.say(number_of(detail, "Đăng ký"))
+        assert "KN-01" in asked
+        done = await user.say(number_of(asked, "Xác nhận đăng ký"))
+        assert "KN-01" in done
+        assert await registrations(sessionmaker) == [RegistrationStatus.CONFIRMED.value]
+        # A number no choice has is answered, not guessed.
+        assert "Không có lựa chọn số 99" in await user.say("99")
+    # No edits on Zalo: every answer is a new message.
+    assert {call.method for call in api.calls} <= {
+        "getMe",
+        "deleteWebhook",
+        "getUpdates",
+        "sendMessage",
+        "sendChatAction",
+    }
+    assert all(len(str(call.params["text"])) <= 2000 for call in api.calls_of("sendMessage"))
+
+
+async def test_registering_by_typing_the_choices_words_without_diacritics(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    user = ZaloUser(api, sessionmaker, LEARNER)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        listed = await user.say("lop sap mo")
+        assert "KN-01" in listed
+        detail = await user.say("kn-01")
+        assert "Kỹ năng soạn thảo văn bản" in detail
+        asked = await user.say("dang ky")
+        assert "Xác nhận đăng ký" in asked
+        done = await user.say("xac nhan dang ky")
+        assert "KN-01" in done
+        mine = await user.say("/my")
+        assert "KN-01" in mine
+    assert await registrations(sessionmaker) == [RegistrationStatus.CONFIRMED.value]
+
+
+async def test_a_message_delivered_twice_is_answered_once(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        update = text_update("/help", user_id=LEARNER, message_id="dup-1")
+        await api.inject(update)
+        await wait_answered(sessionmaker, "dup-1")
+        await api.inject(update)
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="after-1"))
+        await wait_answered(sessionmaker, "after-1")
+    assert len(api.texts_to(LEARNER)) == 2
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(InboundUpdate)) == 2
+
+
+async def test_pictures_stickers_and_groups(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        # A sticker is answered with what the bot can do.
+        await api.inject(
+            text_update("", user_id=LEARNER, message_id="s1", event="message.sticker.received")
+        )
+        await wait_answered(sessionmaker, "s1")
+        [helped] = api.texts_to(LEARNER)
+        assert "/classes" in helped
+        # In a group, a command gets a pointer to the private chat; other messages nothing.
+        group = {"user_id": LEARNER, "chat_id": "group-1", "chat_type": "GROUP"}
+        await api.inject(text_update("/classes", message_id="g1", **group))
+        await api.inject(text_update("xin chào cả nhà", message_id="g2", **group))
+        await wait_answered(sessionmaker, "g2")
+    assert api.texts_to("group-1") == [
+        "Tôi chỉ trò chuyện riêng với từng người: đồng chí vui lòng nhắn tin trực tiếp cho tôi."
+    ]
+
+
+async def test_a_visitor_is_asked_to_type_the_phone_number(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    user = ZaloUser(api, sessionmaker, "zalo-stranger")
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        text = await user.say("/start")
+    assert "gõ số điện thoại di động của mình" in text
+    assert "chia sẻ số điện thoại" not in text  # no contact button on Zalo
+
+
+async def test_polling_goes_on_after_server_errors_and_a_too_long_text_is_split(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        unit = await add_unit(session, "YTH", "Huyện Yên Thành")
+        person = await add_person(session, "0912000178", "Phạm Thu Trang", unit)
+        await link(session, person, "zalo", LEARNER)
+        for number in range(1, 40):
+            await add_class(
+                session,
+                f"KN-{number:02d}",
+                "Bồi dưỡng kỹ năng lãnh đạo, quản lý cấp phòng và tương đương " * 2,
+                start=in_days(10 + number),
+            )
+    api.fail("getUpdates", 502, "Bad Gateway")
+    user = ZaloUser(api, sessionmaker, LEARNER)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await user.say("/classes")
+    assert len(api.calls_of("getUpdates")) >= 2
+    sent = [str(call.params["text"]) for call in api.calls_of("sendMessage")]
+    assert sent
+    assert all(len(text) <= 2000 for text in sent)
+
+
+async def test_replies_that_cannot_be_sent_are_retried_and_a_blocked_user_is_unreachable(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    api.fail("sendMessage", 500, "Internal Server Error")
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="r1"))
+        await wait_answered(sessionmaker, "r1", within=10)
+        api.fail("sendMessage", 403, "User has blocked the bot")
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="r2"))
+        await wait_answered(sessionmaker, "r2")
+    async with sessionmaker() as session:
+        rows = (await session.scalars(select(InboundUpdate).order_by(InboundUpdate.id))).all()
+        assert [row.status for row in rows] == [InboxStatus.ANSWERED, InboxStatus.ANSWERED]
+        account = await session.scalar(
+            select(ChannelAccount).where(ChannelAccount.channel == "zalo")
+        )
+        assert account is not None
+        assert account.reachable is False
+
+
+async def test_after_a_crash_stored_updates_are_answered_and_kept_replies_sent_once(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    # What a process killed mid-work leaves: one update stored but not handled, one
+    # handled whose replies were not sent; both leases ran out.
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    async with sessionmaker() as session, session.begin():
+        session.add_all(
+            [
+                InboundUpdate(
+                    channel="zalo",
+                    update_key="c1",
+                    chat_id=LEARNER,
+                    payload=text_update("/help", user_id=LEARNER, message_id="c1"),
+                    status=InboxStatus.HANDLED,
+                    attempts=0,
+                    replies=[{"text": "kept reply"}],
+                    lease_until=past,
+                ),
+                InboundUpdate(
+                    channel="zalo",
+                    update_key="c2",
+                    chat_id=LEARNER,
+                    payload=text_update("/help", user_id=LEARNER, message_id="c2"),
+                    status=InboxStatus.RECEIVED,
+                    attempts=0,
+                    lease_until=past,
+                ),
+            ]
+        )
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await wait_answered(sessionmaker, "c2")
+    texts = api.texts_to(LEARNER)
+    assert texts[0] == "kept reply"
+    assert len(texts) == 2
+    assert "/classes" in texts[1]
