@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings
 from jobs.registry import JOBS
 from jobs.runner import Job, run_if_due
+from web.app import AdminServer, build_admin_app
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,16 @@ async def run_service(
     engine = DeliveryEngine(sessionmaker, [channel], DeliverySettings.of(settings), settings.notify)
     delivery_stop = asyncio.Event()
     status = 0
+    admin: AdminServer | None = None
     await channel.initialize()
     try:
+        if settings.web.enabled:
+            admin = AdminServer(
+                build_admin_app(sessionmaker, settings, [channel]),
+                settings.web.listen_host,
+                settings.web.listen_port,
+            )
+            await admin.start()
         for number in range(1, channel.workers + 1):
             names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
         names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
@@ -173,6 +182,9 @@ async def run_service(
         if server is not None:
             await server.stop()
             server = None
+        if admin is not None:
+            await admin.stop()
+            admin = None
         channel.stop()
         delivery_stop.set()
         await scheduler.stop(stop_grace)
@@ -190,6 +202,8 @@ async def run_service(
         await scheduler.stop(0)
         if server is not None:
             await server.stop()
+        if admin is not None:
+            await admin.stop()
         await channel.shutdown()
         for signum in signals:
             loop.remove_signal_handler(signum)

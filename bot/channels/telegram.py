@@ -134,6 +134,38 @@ def startup_failure(exc: Exception, settings: TelegramSettings) -> str | None:
     return None
 
 
+class TelegramProbe:
+    """/healthz's check of the Bot API for a process that does not run the channel.
+
+    `trainingbot web` serves the admin without the chat; with a token configured it
+    still reports whether Telegram answers (a getMe, at most once per HEALTHY_WITHIN).
+    """
+
+    channel = CHANNEL
+
+    def __init__(self, settings: TelegramSettings) -> None:
+        self.application = build_application(settings)
+        self._ready = False
+
+    async def probe(self) -> None:
+        """Raise unless the Bot API answered recently or answers a getMe now."""
+        last = metrics.last_api_success(CHANNEL)
+        if last is not None and time.time() - last < HEALTHY_WITHIN:
+            return
+        if not self._ready:
+            # initialize() is a getMe itself.
+            await asyncio.wait_for(self.application.initialize(), PROBE_TIMEOUT)
+            self._ready = True
+        else:
+            await asyncio.wait_for(self.application.bot.get_me(), PROBE_TIMEOUT)
+        metrics.api_succeeded(CHANNEL)
+
+    async def close(self) -> None:
+        """Close the Bot API client."""
+        if self._ready:
+            await self.application.shutdown()
+
+
 def now_utc() -> dt.datetime:
     """Return the current time, aware in UTC."""
     return dt.datetime.now(dt.UTC)
