@@ -21,9 +21,11 @@ from db.models import AccountRole, AdminAccount
 from db.registrations import units_under
 from web.core import (
     LANGUAGE_COOKIE,
+    LOGIN_CSRF,
     LOGIN_CSRF_COOKIE,
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
+    VIEWER,
     Handler,
     Viewer,
     access_of,
@@ -149,7 +151,7 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
         if request.method in ("GET", "HEAD"):
             raise redirect(f"/login?next={_quoted(request.path_qs)}")
         return _forbidden(request, "error.login_needed")
-    request["viewer"] = viewer
+    request[VIEWER] = viewer
     if request.method == "POST":
         form = await request.post()
         given = str(form.get("csrf_token", ""))
@@ -178,7 +180,7 @@ def _login_page(
     request: web.Request, *, error: str | None = None, username: str = "", status: int = 200
 ) -> web.Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    request["login_csrf"] = token
+    request[LOGIN_CSRF] = token
     response = render(
         request,
         "login.html",

@@ -41,6 +41,8 @@ PROBES = web.AppKey("probes", list[Probe])
 Clock = Callable[[], dt.datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 
+LOGIN_CSRF: web.RequestKey[str] = web.RequestKey("login_csrf")
+
 SESSION_COOKIE = "tb_session"
 # Behind TLS the cookie is __Host-: the browser then keeps it Secure, on this host and /.
 SECURE_SESSION_COOKIE = "__Host-tb_session"
@@ -73,6 +75,9 @@ class Viewer:
         return self.scope is None or unit_id in self.scope
 
 
+VIEWER: web.RequestKey[Viewer] = web.RequestKey("viewer")
+
+
 def public(handler: Handler) -> Handler:
     """Mark a page that needs no login (login, health, metrics, styles)."""
     handler.access = "public"  # type: ignore[attr-defined]
@@ -92,8 +97,7 @@ def access_of(handler: object) -> str:
 
 def viewer_of(request: web.Request) -> Viewer:
     """Return the logged-in account of a request that the login check let through."""
-    viewer: Viewer = request["viewer"]
-    return viewer
+    return request[VIEWER]
 
 
 def sessionmaker_of(request: web.Request) -> async_sessionmaker[AsyncSession]:
@@ -171,13 +175,13 @@ def render(
     language = language_of(request)
     settings = settings_of(request)
     zone = settings.bot.zone
-    viewer: Viewer | None = request.get("viewer")
+    viewer = request.get(VIEWER)
     page = request.app[TEMPLATES].get_template(template)
     body = page.render(
         _=partial(text, language),
         lang=language,
         viewer=viewer,
-        csrf_token=viewer.csrf_token if viewer else request.get("login_csrf", ""),
+        csrf_token=viewer.csrf_token if viewer else request.get(LOGIN_CSRF, ""),
         date=partial(date_text, language=language),
         moment=partial(moment_text, language=language, zone=zone),
         path=request.path_qs,
