@@ -84,7 +84,8 @@ class Visitor:
     async def get(self, path: str, **kwargs: Any) -> ClientResponse:
         """GET a page without following redirects; keep its form token."""
         response = await self.http.get(path, allow_redirects=False, **kwargs)
-        self.last_text = await response.text()
+        # A download (XLSX) is not text: kept readable with response.read().
+        self.last_text = (await response.read()).decode("utf-8", "replace")
         found = _TOKEN.search(self.last_text)
         if found:
             self.token = html.unescape(found.group(1))

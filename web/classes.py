@@ -371,7 +371,7 @@ async def _replace_quotas(
 ) -> None:
     await session.execute(delete(ClassQuota).where(ClassQuota.class_id == class_id))
     if quotas:
-        ids = dict((await session.execute(select(Unit.code, Unit.id))).tuples().all())
+        ids = {code: unit_id for code, unit_id in await session.execute(select(Unit.code, Unit.id))}
         for code, seats in quotas:
             session.add(ClassQuota(class_id=class_id, unit_id=ids[code], seats=seats))
     await session.flush()
