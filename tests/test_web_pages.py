@@ -1,4 +1,4 @@
-"""The web admin's pages do what staff expect: classes, decisions, units, people, failures, audit."""
+"""The web admin pages do what staff expect: classes, decisions, units, people, failures."""
 
 from __future__ import annotations
 
