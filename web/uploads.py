@@ -156,11 +156,17 @@ async def preview(request: web.Request) -> web.StreamResponse:
     """Show what applying an upload would change (or what it changed, once applied)."""
     async with sessionmaker_of(request)() as session:
         item = await _own_upload(session, request)
-        if item.applied_at is not None:
-            return render(
-                request, "upload_preview.html", upload=item, result=item.result, ignored=[]
-            )
-        rows, ignored = _rows(item)
+    if item.applied_at is not None:
+        return render(
+            request,
+            "upload_preview.html",
+            upload=item,
+            result=item.result,
+            ignored=[],
+            done=request.query.get("done"),
+        )
+    rows, ignored = _rows(item)
+    async with sessionmaker_of(request)() as session:
         transaction = await session.begin()
         try:
             result = await _import(session, request, item, rows)
