@@ -143,14 +143,15 @@ class TelegramProbe:
 
     channel = CHANNEL
 
-    def __init__(self, settings: TelegramSettings) -> None:
+    def __init__(self, settings: TelegramSettings, healthy_within: float = HEALTHY_WITHIN) -> None:
         self.application = build_application(settings)
+        self.healthy_within = healthy_within
         self._ready = False
 
     async def probe(self) -> None:
         """Raise unless the Bot API answered recently or answers a getMe now."""
         last = metrics.last_api_success(CHANNEL)
-        if last is not None and time.time() - last < HEALTHY_WITHIN:
+        if last is not None and time.time() - last < self.healthy_within:
             return
         if not self._ready:
             # initialize() is a getMe itself.
