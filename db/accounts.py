@@ -173,15 +173,6 @@ async def close_session(session: AsyncSession, token: str) -> None:
 # ------------------------------------------------------------------------- lock-out
 
 
-@dataclass(frozen=True)
-class Limits:
-    """How many failed logins lock an account name or a client address, and for how long."""
-
-    account_failures: int = 5
-    address_failures: int = 20
-    window: dt.timedelta = dt.timedelta(minutes=15)
-
-
 def throttle_key(kind: str, value: str) -> str:
     """Return the throttle row key of an account name ("account") or address ("address")."""
     return f"{kind}:{normalize_username(value) if kind == 'account' else value}"[:200]

@@ -12,6 +12,7 @@ import datetime as dt
 import hmac
 import logging
 import secrets
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -149,7 +150,7 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     viewer = await _viewer(request)
     if viewer is None:
         if request.method in ("GET", "HEAD"):
-            raise redirect(f"/login?next={_quoted(request.path_qs)}")
+            raise redirect(f"/login?next={quote(request.path_qs, safe='')}")
         return _forbidden(request, "error.login_needed")
     request[VIEWER] = viewer
     if request.method == "POST":
@@ -160,12 +161,6 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
     if access == "admin" and not viewer.is_admin:
         return _forbidden(request, "error.admins_only")
     return await handler(request)
-
-
-def _quoted(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="")
 
 
 async def _login_token_ok(request: web.Request) -> bool:
