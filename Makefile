@@ -9,7 +9,7 @@ DEMO_DATA ?= ../shared/data/demo
 PHONE ?= 0912000178
 LANG_UI ?= vi
 
-.PHONY: setup demo test run bench clean
+.PHONY: setup demo test run bench clean browser
 
 setup: $(STAMP)
 
@@ -23,11 +23,24 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/trainingbot demo --data $(DEMO_DATA) --lang $(LANG_UI) $(if $(PHONE),--as $(PHONE))
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The web admin's browser tests drive Debian's Chromium (Playwright's own browser download
+# does not work everywhere); installed here when missing, as root (CI runs as root).
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver (they fail without it)"; \
+		fi; \
+	fi
 
 # Benchmarks print their figures; PostgreSQL is included when TRAININGBOT_BENCH_POSTGRES_URL
 # (or TRAININGBOT_TEST_POSTGRES_URL) names a server.

@@ -160,6 +160,7 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.channels.telegram import startup_failure
     from bot.channels.zalo import startup_failure as zalo_startup_failure
     from bot.service import run_service
+    from bot.web.app import ListenError
 
     # Our own loggers at INFO; httpx and httpcore stay at WARNING: their lines carry the
     # request URL, which holds the bot token.
@@ -170,6 +171,8 @@ async def run(settings: Settings, _args: argparse.Namespace) -> int:
         # the webhook's port, setWebhook. One sentence each, never the token.
         try:
             return await run_service(sessionmaker, settings)
+        except ListenError as exc:
+            raise CommandError(str(exc)) from None
         except Exception as exc:
             sentence = zalo_startup_failure(exc, settings) or startup_failure(exc, telegram)
             if sentence is None:
@@ -187,6 +190,70 @@ async def jobs_command(settings: Settings, args: argparse.Namespace) -> int:
         if args.jobs_command == "run-once":
             return await run_once(sessionmaker, settings, sys.stdout)
         return await show_status(sessionmaker, settings, sys.stdout)
+
+
+async def web_command(settings: Settings, _args: argparse.Namespace) -> int:
+    """Serve the web admin alone (no chat channel needed) until SIGTERM/SIGINT."""
+    from bot.web.app import ListenError, run_web
+    from bot.web_probes import configured_probes
+
+    logging.getLogger("bot").setLevel(logging.INFO)
+    async with open_database(settings) as sessionmaker, configured_probes(settings) as probes:
+        try:
+            return await run_web(sessionmaker, settings, probes)
+        except ListenError as exc:
+            raise CommandError(str(exc)) from None
+
+
+async def admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Create web admin accounts, change their passwords, list them."""
+    from bot.admin_cli import AdminCommandError, create_user, list_users, read_password
+    from bot.admin_cli import set_password as change_password
+
+    async with open_database(settings) as sessionmaker:
+        try:
+            if args.admin_command == "list-users":
+                return await list_users(sessionmaker, sys.stdout)
+            password = read_password(sys.stdin, from_stdin=args.password_stdin)
+            if args.admin_command == "create-user":
+                return await create_user(
+                    sessionmaker, args.username, args.role, args.person, password, sys.stdout
+                )
+            return await change_password(sessionmaker, args.username, password, sys.stdout)
+        except AdminCommandError as exc:
+            raise CommandError(str(exc)) from None
+
+
+def add_web_commands(commands: Any) -> None:
+    """Add `trainingbot web` and `trainingbot admin …` to the parser."""
+    commands.add_parser(
+        "web", help="serve the web admin alone (trainingbot run serves it too)"
+    ).set_defaults(handler=web_command)
+    admin = commands.add_parser("admin", help="web admin accounts")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    create = admin_commands.add_parser("create-user", help="make a web admin account")
+    create.add_argument("username")
+    create.add_argument(
+        "--role",
+        choices=["admin", "unit_head"],
+        default="admin",
+        help="admin: every unit; unit_head: the person's unit and the units under it",
+    )
+    create.add_argument(
+        "--person", metavar="PHONE", help="the roster person the account acts as (unit heads)"
+    )
+    password = admin_commands.add_parser("set-password", help="change an account's password")
+    password.add_argument("username")
+    for sub in (create, password):
+        sub.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from standard input (for scripts)",
+        )
+        sub.set_defaults(handler=admin_command)
+    admin_commands.add_parser("list-users", help="list the accounts").set_defaults(
+        handler=admin_command
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_commands.add_parser(
         "status", help="show queued/sent/failed notices and the jobs' next runs"
     ).set_defaults(handler=jobs_command)
+    add_web_commands(commands)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -338,6 +339,53 @@ class NotificationSettings(_Section):
     tick_seconds: float = Field(default=15, gt=0, le=3600)
 
 
+class WebSettings(_Section):
+    # The web admin: served by `trainingbot run` (and alone by `trainingbot web`).
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    # 0 picks any free port (tests); a reverse proxy needs a fixed one.
+    listen_port: int = Field(default=8090, ge=0, le=65535)
+    # The address staff open (the reverse proxy's); https:// makes the session cookie Secure.
+    public_url: str | None = None
+    # A login lasts this long; then the password is asked again.
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    # Failed logins before an account is locked, and before a client address is.
+    lockout_failures: int = Field(default=5, ge=1, le=1000)
+    lockout_address_failures: int = Field(default=20, ge=1, le=10000)
+    # How long a lock-out lasts, and the window in which failures are counted.
+    lockout_minutes: float = Field(default=15, gt=0, le=24 * 60)
+    # Peers whose X-Forwarded-For names the real client (the reverse proxy on this host).
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # The largest roster or class file accepted by the upload page.
+    max_upload_mb: float = Field(default=10, gt=0, le=200)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// without TLS)")
+        if _host_of(value) is None:
+            raise ValueError("must name a host, e.g. https://admin.example.org")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Return whether the admin is served over https, so cookies must be Secure."""
+        return (self.public_url or "").startswith("https://")
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
@@ -345,6 +393,7 @@ class Settings(_Section):
     telegram: TelegramSettings = TelegramSettings()
     notifications: NotificationSettings = NotificationSettings()
     zalo: ZaloSettings = ZaloSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _one_path_per_webhook(self) -> Settings:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.config import Settings
 from bot.senders import (
     DeliveryError,
@@ -295,6 +296,7 @@ class DeliveryEngine:
                     session, notice, now=self.clock(), per_chat=self.settings.per_chat_seconds
                 )
             self.report.sent += 1
+            metrics.sent(notice.channel, "notice")
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
@@ -302,6 +304,7 @@ class DeliveryEngine:
             "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
         )
         self.report.throttled += 1
+        metrics.throttled(notice.channel)
         current = self._paused_until.get(notice.channel)
         self._paused_until[notice.channel] = until if current is None else max(current, until)
         async with self.sessionmaker() as session, session.begin():
@@ -318,6 +321,7 @@ class DeliveryEngine:
             self.wake()
         else:
             self.report.unreachable += 1
+            metrics.failed(notice.channel, "notice")
 
     async def _retry(self, notice: Notice, exc: DeliveryError) -> None:
         delay = backoff(notice.attempts, self.settings.retry_base)
@@ -330,6 +334,7 @@ class DeliveryEngine:
                 until=self.clock() + delay,
                 max_attempts=self.settings.max_attempts,
             )
+        metrics.failed(notice.channel, "notice")
         if failed:
             self.report.failed += 1
         else:
@@ -357,3 +362,4 @@ class DeliveryEngine:
         async with self.sessionmaker() as session, session.begin():
             await outbox.mark_failed(session, notice, reason)
         self.report.failed += 1
+        metrics.failed(notice.channel, "notice")

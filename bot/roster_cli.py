@@ -119,7 +119,7 @@ async def import_command(
     return 0
 
 
-def _export_cells(row: RegistrationRow, zone: ZoneInfo) -> list[Cell]:
+def export_cells(row: RegistrationRow, zone: ZoneInfo) -> list[Cell]:
     """Return one export line; the time is local and naive, as Excel cannot hold zones."""
     local = row.registered_at.astimezone(zone).replace(tzinfo=None)
     return [
@@ -177,7 +177,7 @@ async def export_command(
     except RosterError as exc:
         print(f"trainingbot: {exc}", file=stderr)
         return 2
-    rows = [_export_cells(row, zone) for row in registrations]
+    rows = [export_cells(row, zone) for row in registrations]
     if output is None:
         write_csv(stdout, EXPORT_COLUMNS, rows)
         return 0

@@ -20,6 +20,7 @@ from bot.channels.zalo_api import ZaloBot
 from bot.channels.zalo_webhook import zalo_handler
 from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings
+from bot.web.app import AdminServer, build_admin_app
 from jobs.registry import JOBS
 from jobs.runner import Job, run_if_due
 
@@ -156,10 +157,18 @@ async def run_service(
     delivery_stop = asyncio.Event()
     status = 0
     initialized: list[TelegramChannel | ZaloChannel] = []
+    admin: AdminServer | None = None
     try:
         for each in channels:
             await each.initialize()
             initialized.append(each)
+        if settings.web.enabled:
+            admin = AdminServer(
+                build_admin_app(sessionmaker, settings, channels),
+                settings.web.listen_host,
+                settings.web.listen_port,
+            )
+            await admin.start()
         for each in channels:
             for number in range(1, each.workers + 1):
                 names[asyncio.create_task(each.work())] = f"{each.channel} inbox worker {number}"
@@ -227,6 +236,9 @@ async def run_service(
         for server in servers:
             await server.stop()
         servers = []
+        if admin is not None:
+            await admin.stop()
+            admin = None
         for each in channels:
             each.stop()
         delivery_stop.set()
@@ -245,6 +257,8 @@ async def run_service(
         await scheduler.stop(0)
         for server in servers:
             await server.stop()
+        if admin is not None:
+            await admin.stop()
         for each in channels:
             if each in initialized or isinstance(each, ZaloChannel):
                 await each.shutdown()

@@ -48,32 +48,40 @@ class Table:
 
 def read_table(path: Path) -> Table:
     """Read a .csv or .xlsx file into a Table, or raise TableError."""
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise TableError(f"{path.name}: unsupported file type; save it as .csv or .xlsx")
     if not path.is_file():
         raise TableError(f"{path}: file not found")
     try:
-        grid = _read_csv(path) if suffix == ".csv" else _read_xlsx(path)
+        data = path.read_bytes()
     except OSError as exc:
         raise TableError(f"{path.name}: cannot be read: {exc.strerror or exc}") from None
-    return _to_table(path.name, grid)
+    return read_table_data(path.name, data)
 
 
-def _read_csv(path: Path) -> list[list[str]]:
+def read_table_data(name: str, data: bytes) -> Table:
+    """Read the content of a .csv or .xlsx file named `name` (an upload), or raise TableError."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise TableError(f"{name}: unsupported file type; save it as .csv or .xlsx")
+    grid = _read_csv(name, data) if suffix == ".csv" else _read_xlsx(name, data)
+    return _to_table(name, grid)
+
+
+def _read_csv(name: str, data: bytes) -> list[list[str]]:
     """Return a CSV file's records; accept UTF-8 with or without BOM and `,`, `;` or tab."""
     try:
         # utf-8-sig drops the BOM Excel writes with "CSV UTF-8" and reads plain UTF-8 too.
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise TableError(
-            f"{path.name}: not UTF-8 text; in Excel use Save As → 'CSV UTF-8 (Comma delimited)'"
+            f"{name}: not UTF-8 text; in Excel use Save As → 'CSV UTF-8 (Comma delimited)'"
         ) from None
     delimiter = _sniff_delimiter(text)
     try:
         return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error as exc:
-        raise TableError(f"{path.name}: not a valid CSV file: {exc}") from None
+        raise TableError(f"{name}: not a valid CSV file: {exc}") from None
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -86,12 +94,12 @@ def _sniff_delimiter(text: str) -> str:
     return max(_DELIMITERS, key=lambda d: len(next(csv.reader([header], delimiter=d), [])))
 
 
-def _read_xlsx(path: Path) -> list[list[str]]:
+def _read_xlsx(name: str, data: bytes) -> list[list[str]]:
     """Return the first sheet's rows from row 1, each cell as text."""
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
-        raise TableError(f"{path.name}: not a valid .xlsx workbook ({exc})") from None
+        raise TableError(f"{name}: not a valid .xlsx workbook ({exc})") from None
     try:
         sheet = workbook.worksheets[0]
         # Read-only sheets yield blank rows for gaps, so the index is the sheet's row number.
@@ -187,6 +195,18 @@ def write_csv_file(path: Path, columns: Sequence[str], rows: Iterable[Sequence[C
 
 def write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
     """Write one sheet with a bold header; dates and times become Excel dates."""
+    _workbook(columns, rows).save(path)
+
+
+def xlsx_bytes(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> bytes:
+    """Return the .xlsx file that `write_xlsx` would write, as bytes (for a download)."""
+    buffer = io.BytesIO()
+    _workbook(columns, rows).save(buffer)
+    return buffer.getvalue()
+
+
+def _workbook(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Any:
+    """Return a workbook of one sheet with a bold header; dates and times as Excel dates."""
     workbook = openpyxl.Workbook(write_only=True)
     sheet = workbook.create_sheet("Sheet1")
     header = []
@@ -197,7 +217,7 @@ def write_xlsx(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Cell]
     sheet.append(header)
     for row in rows:
         sheet.append([_xlsx_cell(sheet, value) for value in row])
-    workbook.save(path)
+    return workbook
 
 
 def _xlsx_cell(sheet: Any, value: Cell) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -502,3 +503,100 @@ class LinkCode(Base):
     # Wrong codes typed since the last lock.
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[dt.datetime | None]
+
+
+# ---------------------------------------------------------------------------- web admin
+
+
+class AccountRole(StrEnum):
+    """What a web admin account may do: everything, or one unit head's units."""
+
+    ADMIN = "admin"
+    UNIT_HEAD = "unit_head"
+
+
+class AdminAccount(Base):
+    """A login to the web admin. A unit head's account acts as its roster person."""
+
+    __tablename__ = "admin_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id, with its parameters and salt (PHC string format).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[AccountRole] = mapped_column(_enum(AccountRole))
+    # Unit heads: the roster person (their unit and the units under it are the scope).
+    # Admins: optional, the person recorded as deciding approvals.
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+    person: Mapped[Person | None] = relationship()
+
+
+class AdminSession(Base):
+    """A web admin login, stored so that every process serving the admin knows it."""
+
+    __tablename__ = "admin_session"
+
+    # SHA-256 of the cookie's token: the table alone does not let anyone in.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_account.id", ondelete="CASCADE"), index=True
+    )
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[AdminAccount] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per account name or client address, and the lock they cause."""
+
+    __tablename__ = "login_throttle"
+
+    # "account:<username>" or "address:<ip>".
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failed_at: Mapped[dt.datetime]
+    locked_until: Mapped[dt.datetime | None]
+
+
+class AuditEntry(Base):
+    """One admin action: who did what to what, when; written with the action itself."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admin_account.id", ondelete="SET NULL")
+    )
+    # Kept as written: the account may be renamed or removed later.
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    target_label: Mapped[str] = mapped_column(String(500), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    client: Mapped[str | None] = mapped_column(String(64))
+
+
+class WebUpload(Base):
+    """A roster or class file uploaded for preview; applied at most once."""
+
+    __tablename__ = "web_upload"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("admin_account.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[dt.datetime | None]
+    # What the apply did (counts and warnings), shown again on a second submit.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -472,7 +472,7 @@ async def units_under(session: AsyncSession, unit_id: int) -> set[int]:
 async def decide(
     session: AsyncSession,
     registration_id: int,
-    decided_by: Person,
+    decided_by: Person | None,
     *,
     approve: bool,
     reason: str | None,
@@ -483,7 +483,8 @@ async def decide(
 ) -> Changed:
     """Approve or reject a pending registration of a person in `scope` (unit ids; None: all).
 
-    A rejection frees the seat, which is offered down the waitlist.
+    `decided_by` is the person deciding (None: a web admin account with no roster
+    person). A rejection frees the seat, which is offered down the waitlist.
     """
     registration = await session.get(
         Registration, registration_id, options=[joinedload(Registration.person)]
@@ -492,7 +493,7 @@ async def decide(
         raise NotAllowed("not_found")
     if scope is not None and registration.person.unit_id not in scope:
         raise NotAllowed("not_your_unit")
-    if scope is not None and registration.person_id == decided_by.id:
+    if scope is not None and decided_by is not None and registration.person_id == decided_by.id:
         # A unit head's own registration is decided above them: a higher unit or the school.
         raise NotAllowed("own_registration")
     training_class = await lock_class(session, registration.class_id)
@@ -501,7 +502,7 @@ async def decide(
     await session.refresh(registration)
     if registration.status != RegistrationStatus.PENDING_APPROVAL:
         raise NotAllowed("not_pending")
-    registration.decided_by_id = decided_by.id
+    registration.decided_by_id = decided_by.id if decided_by is not None else None
     if approve:
         registration.status = RegistrationStatus.CONFIRMED
         await session.flush()

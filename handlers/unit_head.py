@@ -19,8 +19,7 @@ from handlers.choices import match_key
 from handlers.help import Outcome, help_reply, stale_button
 from handlers.i18n import t
 from handlers.labels import registration_text, status_name
-from handlers.notices import notify
-from handlers.seat_notices import notify_offers
+from handlers.staff_notices import tell_decision
 from handlers.state import Context, State, Step
 from handlers.types import Button, Incoming, Msg, Param, Reply
 from handlers.unit_buttons import (
@@ -316,21 +315,10 @@ async def _decide(
     assert training_class is not None  # decide locked it
     name = registration.person.full_name
     if rejection is None:
-        kind, notice = "approved", Msg("unit.notice_approved", about(training_class))
         done = Msg("unit.approved", {"name": name})
     else:
-        kind = "rejected"
-        notice = Msg("unit.notice_rejected", {**about(training_class), "reason": rejection})
         done = Msg("unit.rejected", {"name": name, "reason": rejection})
-    await notify(
-        ctx.repos,
-        registration.person_id,
-        f"registration.{kind}",
-        f"{kind}:{registration.id}",
-        Reply((notice,)),
-        due_at=ctx.now,
-    )
-    await notify_offers(ctx.repos, changed.offers, now=ctx.now, zone=ctx.zone)
+    await tell_decision(ctx.repos, changed, training_class, rejection, now=ctx.now, zone=ctx.zone)
     return await show_unit_class(replace(state, step=None), registration.class_id, ctx, (done,))
 
 

@@ -13,7 +13,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DatabaseSettings, NotificationSettings, Settings, TelegramSettings
+from bot.config import (
+    DatabaseSettings,
+    NotificationSettings,
+    Settings,
+    TelegramSettings,
+    WebSettings,
+)
 from bot.service import run_service
 from db.models import InboundUpdate, InboxStatus
 from tests.fake_bot_api import FakeBotApi
@@ -42,6 +48,8 @@ def settings_for(api: FakeBotApi, database_url: str, **telegram: Any) -> Setting
         telegram=TelegramSettings(
             token=SecretStr(api.token), base_url=api.base_url, poll_timeout=1, **telegram
         ),
+        # The web admin on any free port: tests run side by side.
+        web=WebSettings(listen_port=0),
     )
 
 

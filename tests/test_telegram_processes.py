@@ -85,6 +85,7 @@ class Bot:
             "TRAININGBOT_TELEGRAM_TOKEN": api.token,
             "TRAININGBOT_TELEGRAM_SECRET_TOKEN": SECRET,
             "TRAININGBOT_TELEGRAM_LISTEN_PORT": str(self.port),
+            "TRAININGBOT_WEB_LISTEN_PORT": "0",
         }
         self.process: asyncio.subprocess.Process | None = None
 

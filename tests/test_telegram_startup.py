@@ -33,7 +33,7 @@ async def trainingbot(tmp_path: Path, telegram: str, env: dict[str, str]) -> tup
         encoding="utf-8",
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAININGBOT_")}
-    environ = clean | env
+    environ = clean | {"TRAININGBOT_WEB_LISTEN_PORT": "0"} | env
     command = [sys.executable, "-m", "bot.cli", "--config", str(config)]
     upgrade = await asyncio.create_subprocess_exec(*command, "db", "upgrade", cwd=REPO, env=clean)
     assert await upgrade.wait() == 0

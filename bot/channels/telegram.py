@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -35,6 +36,7 @@ from telegram.error import (
 )
 from telegram.ext import Application
 
+from bot import metrics
 from bot.channels.telegram_render import (
     Outgoing,
     can_edit,
@@ -76,6 +78,10 @@ IDLE_SECONDS = 1.0
 MAX_SEND_ATTEMPTS = 5
 # With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
 EMPTY_POLL_PAUSE = 1.0
+# /healthz: an API call that succeeded this recently shows the Bot API reachable; else a
+# getMe (at most this long) asks.
+HEALTHY_WITHIN = 60.0
+PROBE_TIMEOUT = 5.0
 
 
 def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -127,6 +133,39 @@ def startup_failure(exc: Exception, settings: TelegramSettings) -> str | None:
             "listen_host and listen_port"
         )
     return None
+
+
+class TelegramProbe:
+    """/healthz's check of the Bot API for a process that does not run the channel.
+
+    `trainingbot web` serves the admin without the chat; with a token configured it
+    still reports whether Telegram answers (a getMe, at most once per HEALTHY_WITHIN).
+    """
+
+    channel = CHANNEL
+
+    def __init__(self, settings: TelegramSettings, healthy_within: float = HEALTHY_WITHIN) -> None:
+        self.application = build_application(settings)
+        self.healthy_within = healthy_within
+        self._ready = False
+
+    async def probe(self) -> None:
+        """Raise unless the Bot API answered recently or answers a getMe now."""
+        last = metrics.last_api_success(CHANNEL)
+        if last is not None and time.time() - last < self.healthy_within:
+            return
+        if not self._ready:
+            # initialize() is a getMe itself.
+            await asyncio.wait_for(self.application.initialize(), PROBE_TIMEOUT)
+            self._ready = True
+        else:
+            await asyncio.wait_for(self.application.bot.get_me(), PROBE_TIMEOUT)
+        metrics.api_succeeded(CHANNEL)
+
+    async def close(self) -> None:
+        """Close the Bot API client."""
+        if self._ready:
+            await self.application.shutdown()
 
 
 def now_utc() -> dt.datetime:
@@ -234,6 +273,14 @@ class TelegramChannel:
         """Close the Bot API client."""
         await self.application.shutdown()
 
+    async def probe(self) -> None:
+        """Raise unless the Bot API answers: a recent successful call, else a getMe."""
+        last = metrics.last_api_success(CHANNEL)
+        if last is not None and time.time() - last < HEALTHY_WITHIN:
+            return
+        await asyncio.wait_for(self.bot.get_me(), PROBE_TIMEOUT)
+        metrics.api_succeeded(CHANNEL)
+
     def stop(self) -> None:
         """Ask the loops to finish: the current update is completed, no new one taken."""
         self._stopping.set()
@@ -291,6 +338,7 @@ class TelegramChannel:
                 updates = await self.bot.get_updates(
                     offset=offset, timeout=timeout, allowed_updates=list(ALLOWED_UPDATES)
                 )
+                metrics.api_succeeded(CHANNEL)
                 if updates:
                     await self.receive([update.to_dict() for update in updates])
                     offset = max(update.update_id for update in updates) + 1
@@ -298,6 +346,7 @@ class TelegramChannel:
                     # Short polling answers at once: without a pause it would spin.
                     await self._pause(EMPTY_POLL_PAUSE)
             except RetryAfter as exc:
+                metrics.throttled(CHANNEL)
                 await self._pause(_retry_seconds(exc))
                 continue
             except Exception as exc:  # the Bot API or the database: wait, then try again
@@ -348,15 +397,18 @@ class TelegramChannel:
         try:
             if row.status == InboxStatus.RECEIVED:
                 try:
-                    async with self.sessionmaker() as session, session.begin():
-                        messages = await self.handle(session, update, now)
-                        # LeaseLost here undoes the handling: another worker has the update.
-                        await inbox.mark_handled(session, row.id, messages, now, token=token)
+                    with metrics.handling(CHANNEL):
+                        async with self.sessionmaker() as session, session.begin():
+                            messages = await self.handle(session, update, now)
+                            # LeaseLost here undoes the handling: another worker has it.
+                            await inbox.mark_handled(session, row.id, messages, now, token=token)
                 except LeaseLost:
                     raise
                 except Exception as exc:
+                    metrics.update_handled(CHANNEL, failed=True)
                     await self._handling_failed(row.id, token, row.attempts, update, exc)
                     return True
+                metrics.update_handled(CHANNEL)
             await self._deliver(row.id, token, update, messages)
         except LeaseLost:
             log.warning(
@@ -473,6 +525,7 @@ class TelegramChannel:
             return
         except RetryAfter as exc:
             # Telegram's rate limit: not a failure of this update, so no attempt is counted.
+            metrics.throttled(CHANNEL)
             seconds = _retry_seconds(exc)
             log.warning("telegram update %s: rate limited for %ss", update.update_id, seconds)
             until = now_utc() + dt.timedelta(seconds=seconds)
@@ -481,6 +534,7 @@ class TelegramChannel:
             self._wake.set()
             return
         except TelegramError as exc:
+            metrics.failed(CHANNEL, "reply")
             log.warning(
                 "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
             )
@@ -498,6 +552,8 @@ class TelegramChannel:
                 )
             self._wake.set()
             return
+        if messages:
+            metrics.sent(CHANNEL, "reply", len(messages))
         async with self.sessionmaker() as session, session.begin():
             await inbox.mark_answered(session, row_id, token=token)
 

@@ -169,6 +169,10 @@ def delivery_error(exc: ZaloError) -> DeliveryError:
     return PermanentFailure(reason)
 
 
+# /healthz waits this long for the Zalo Bot API.
+PROBE_SECONDS = 5.0
+
+
 class ZaloChannel:
     """One process's share of the Zalo work: receive, handle, send, deliver notices."""
 
@@ -201,6 +205,10 @@ class ZaloChannel:
     async def shutdown(self) -> None:
         """Close the Bot API client."""
         await self.bot.close()
+
+    async def probe(self) -> None:
+        """Raise unless the Zalo Bot API answers a getMe now (for /healthz)."""
+        await asyncio.wait_for(self.bot.get_me(), PROBE_SECONDS)
 
     def stop(self) -> None:
         """Ask the loops to finish: the current update is completed, no new one taken."""

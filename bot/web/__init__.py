@@ -1,0 +1,1 @@
+"""The web admin: pages for the school's staff and unit heads, /healthz and /metrics."""
