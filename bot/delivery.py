@@ -15,7 +15,12 @@ channel's `Sender`, and settles it in its own unit of work:
 - QuotaExhausted (a plan's message quota used up) → FAILED; the process holds the
   channel's other notices back for `quota_pause` (they wait instead of failing one by
   one) and the admins are told once a month;
-- PermanentFailure → FAILED with the reason (shown to admins in their summary).
+- PermanentFailure → FAILED with the reason (shown to admins in their summary);
+- Held (ZNS: the day's quota used up, tokens to renew) → the notice waits until the
+  channel can send again, no attempt counted; the admins are told once a day.
+
+People without a reachable chat account get the notices whose kind has a ZNS template by
+ZNS, to their roster phone (`zns`, bot/channels/zns.py; db/outbox.py routes them).
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
 `lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
@@ -30,6 +35,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +43,7 @@ from bot import metrics
 from bot.config import Settings
 from bot.senders import (
     DeliveryError,
+    Held,
     PermanentFailure,
     QuotaExhausted,
     Sender,
@@ -51,7 +58,12 @@ from db.repos import Repos
 from handlers.channel_alerts import report_quota_exhausted
 from handlers.i18n import supported_language
 from handlers.notices import decode_reply
+from handlers.types import Reply
+from handlers.zns_alerts import report_held, report_without_template
 from jobs.timing import NotifySettings
+
+if TYPE_CHECKING:
+    from bot.channels.zns import ZnsChannel
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +107,10 @@ class DeliverySettings:
             retry_base=dt.timedelta(seconds=section.retry_seconds),
             # A batch holds about two seconds of sends.
             batch_size=max(1, min(200, round(section.rate_per_second * 2))),
-            channel_rates={"zalo": settings.zalo.rate_per_second},
+            channel_rates={
+                "zalo": settings.zalo.rate_per_second,
+                "zns": settings.zns.rate_per_second,
+            },
         )
 
 
@@ -137,9 +152,13 @@ class DeliveryEngine:
     notify: NotifySettings
     clock: Callable[[], dt.datetime] = now_utc
     report: DeliveryReport = field(default_factory=DeliveryReport)
+    # ZNS for people without a reachable chat, when configured.
+    zns: ZnsChannel | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Per channel: this process sends nothing before then (a 429 asked to wait).
     _paused_until: dict[str, dt.datetime] = field(default_factory=dict)
+    # Why a channel is held (ZNS), written on the notices that wait for it.
+    _held_reasons: dict[str, str] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -149,10 +168,11 @@ class DeliveryEngine:
     def pace(self) -> Pace:
         """Return the claim's pacing for these senders."""
         rates = self.settings.channel_rates
+        channels = [*self._by_channel, *([self.zns.channel] if self.zns else [])]
         return Pace(
             interval={
                 channel: 1.0 / rates.get(channel, self.settings.rate_per_second)
-                for channel in self._by_channel
+                for channel in channels
             },
             per_chat=self.settings.per_chat_seconds,
             lease=self.settings.lease,
@@ -173,6 +193,7 @@ class DeliveryEngine:
         if not self._by_channel:
             return []
         now = self.clock()
+        route = self.zns.route(now) if self.zns is not None else None
         async with self.sessionmaker() as session, session.begin():
             claim = await outbox.claim_batch(
                 session,
@@ -181,10 +202,26 @@ class DeliveryEngine:
                 limit=self.settings.batch_size,
                 pace=self.pace,
                 quiet=self._quiet(now),
+                zns_route=route,
             )
+            if route is not None:
+                await self._report_zns(session, claim, route.day_ends, now)
         self.report.skipped += claim.skipped
         self.report.unreachable += claim.unreachable
         return claim.notices
+
+    async def _report_zns(
+        self, session: AsyncSession, claim: outbox.Claim, day_ends: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Tell the admins (once a day) what ZNS could not carry in this claim."""
+        repos = Repos(session)
+        chat = self.notify.chat
+        for kind, count in claim.without_template.items():
+            await report_without_template(repos, kind, count, now=now, settings=chat)
+        if claim.zns_held and claim.zns_held_reason is not None:
+            reason = claim.zns_held_reason
+            topic = "quota" if reason.startswith("zns quota") else "auth"
+            await report_held(repos, reason, day_ends, topic=topic, now=now, settings=chat)
 
     async def round(self) -> int:
         """Claim a batch and start sending it; return how many notices it took.
@@ -266,10 +303,10 @@ class DeliveryEngine:
         paused = self._paused_until.get(notice.channel)
         if paused is not None and paused > self.clock():
             # The channel asked to wait after this notice's slot was reserved.
+            reason = self._held_reasons.get(notice.channel)
             async with self.sessionmaker() as session, session.begin():
-                await outbox.postpone(session, notice, until=paused)
+                await outbox.postpone(session, notice, until=paused, reason=reason)
             return
-        sender = self._by_channel[notice.channel]
         language = supported_language(notice.language) or self.notify.chat.default_language
         try:
             reply = decode_reply(notice.payload["reply"])
@@ -277,7 +314,9 @@ class DeliveryEngine:
             await self._settle_failed(notice, f"unreadable notice: {type(exc).__name__}")
             return
         try:
-            await sender.send_notice(notice.external_id, reply, language)
+            provider_id = await self._deliver(notice, reply, language)
+        except Held as exc:
+            await self._held(notice, exc)
         except Throttled as exc:
             await self._throttled(notice, exc)
         except Unreachable as exc:
@@ -293,10 +332,40 @@ class DeliveryEngine:
         else:
             async with self.sessionmaker() as session, session.begin():
                 await outbox.mark_sent(
-                    session, notice, now=self.clock(), per_chat=self.settings.per_chat_seconds
+                    session,
+                    notice,
+                    now=self.clock(),
+                    per_chat=self.settings.per_chat_seconds,
+                    provider_message_id=provider_id,
                 )
             self.report.sent += 1
             metrics.sent(notice.channel, "notice")
+
+    async def _deliver(self, notice: Notice, reply: Reply, language: str) -> str | None:
+        """Send the notice on its channel; return the platform's message id if it gives one.
+
+        A ZNS message's quota report is recorded at once, so the day's guard sees it.
+        """
+        if self.zns is not None and notice.channel == self.zns.channel:
+            accepted = await self.zns.send(notice, reply)
+            async with self.sessionmaker() as session, session.begin():
+                await self.zns.accepted(session, accepted, self.clock())
+            return accepted.msg_id or None
+        await self._by_channel[notice.channel].send_notice(notice.external_id, reply, language)
+        return None
+
+    async def _held(self, notice: Notice, exc: Held) -> None:
+        # The channel cannot send before `until` (ZNS's quota, its tokens): this notice and
+        # the process's others on the channel wait, not failed, no attempt counted.
+        log.warning("%s held until %s: %s", notice.channel, exc.until.isoformat(), exc.reason)
+        current = self._paused_until.get(notice.channel)
+        self._paused_until[notice.channel] = (
+            exc.until if current is None else max(current, exc.until)
+        )
+        self._held_reasons[notice.channel] = exc.reason
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.postpone(session, notice, until=exc.until, reason=exc.reason)
+        self.wake()
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
@@ -314,8 +383,13 @@ class DeliveryEngine:
     async def _unreachable(self, notice: Notice, exc: Unreachable) -> None:
         log.info("outbox row %s: account %s unreachable", notice.id, notice.account_id)
         async with self.sessionmaker() as session, session.begin():
+            route = self.zns.route(self.clock()) if self.zns is not None else None
             requeued = await outbox.account_unreachable(
-                session, notice, exc.reason, now=self.clock()
+                session,
+                notice,
+                exc.reason,
+                now=self.clock(),
+                zns_kinds=route.kinds if route is not None else frozenset(),
             )
         if requeued:
             self.wake()

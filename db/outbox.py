@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import zns
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
     ChannelAccount,
@@ -60,6 +61,12 @@ class Notice:
     slot: dt.datetime
     # The claim's lease_until: the row is settled only while it is still this (leases.py).
     token: dt.datetime
+    # The row's idempotency key (a ZNS message's tracking id is made from it).
+    key: str = ""
+    # ZNS: the recipient's roster name and phone (0XXXXXXXXX) for the template's fields.
+    person_name: str = ""
+    phone: str = ""
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,24 @@ class Claim:
     notices: list[Notice]
     skipped: int = 0
     unreachable: int = 0
+    # ZNS: outbox kinds of notices that failed for people without a chat because the kind
+    # has no template (count per kind), and notices held back by the day's ZNS guard.
+    without_template: dict[str, int] = field(default_factory=dict)
+    zns_held: int = 0
+    zns_held_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ZnsRoute:
+    """How a claim may send by ZNS to people without a reachable chat (db/zns.py)."""
+
+    app_id: str
+    # Outbox kinds that have a ZNS template that is on.
+    kinds: frozenset[str]
+    guard: zns.Guard
+    # The school's local day now, and when it ends (the quota renews).
+    day: dt.date
+    day_ends: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,8 @@ def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
             OutboxMessage.payload,
             OutboxMessage.attempts,
             OutboxMessage.expires_at,
+            OutboxMessage.idempotency_key,
+            OutboxMessage.urgent,
         )
         .where(*_due(now, quiet), ~_person_paced(now))
         .order_by(OutboxMessage.urgent.desc(), OutboxMessage.due_at, OutboxMessage.id)
@@ -218,12 +245,14 @@ async def claim_batch(
     limit: int,
     pace: Pace,
     quiet: bool = False,
+    zns_route: ZnsRoute | None = None,
 ) -> Claim:
     """Lease up to `limit` due notices, at most one per person, each with its send slot.
 
     Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
-    any of `channels` end FAILED ("unreachable"). In `quiet` hours only urgent notices
-    are taken.
+    any of `channels` go by ZNS to the roster phone when `zns_route` takes their kind
+    (within the day's guard; the rest wait for the next day), else end FAILED
+    ("unreachable"). In `quiet` hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
     stmt = _candidates(now, quiet, limit * SCAN_FACTOR)
@@ -236,11 +265,18 @@ async def claim_batch(
     accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
     if expired:
         claim.skipped = await _end(session, sorted(expired), OutboxStatus.SKIPPED, "expired")
-    unreachable = [row.id for row in rows if row.person_id not in accounts]
-    if unreachable:
+    no_chat = [row for row in rows if row.person_id not in accounts]
+    by_zns = {row.id for row in no_chat if zns_route is not None and row.kind in zns_route.kinds}
+    unreachable = [row for row in no_chat if row.id not in by_zns]
+    if unreachable and zns_route is None:
         claim.unreachable = await _end(
-            session, unreachable, OutboxStatus.FAILED, "unreachable: no reachable account"
+            session,
+            [row.id for row in unreachable],
+            OutboxStatus.FAILED,
+            "unreachable: no reachable account",
         )
+    elif unreachable:
+        claim.unreachable = await _end_without_template(session, unreachable, claim)
     # Paced: another claim took a notice for the person since the rows were picked.
     paced = {
         person_id
@@ -250,25 +286,43 @@ async def claim_batch(
     taken: dict[int, Any] = {}
     for row in rows:
         person_id = row.person_id
-        if person_id in accounts and person_id not in paced | taken.keys() and len(taken) < limit:
+        chat = person_id in accounts and person_id not in paced
+        if (chat or row.id in by_zns) and person_id not in taken and len(taken) < limit:
             taken[person_id] = row
     by_channel: dict[str, list[Any]] = {}
     for row in taken.values():
-        by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
+        if row.person_id in accounts:
+            by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
+    recipients: dict[int, _Recipient] = {}
+    zns_rows = [row for row in taken.values() if row.person_id not in accounts]
+    if zns_rows:
+        assert zns_route is not None
+        zns_rows, recipients = await _zns_share(session, zns_rows, zns_route, claim, now=now)
+        if zns_rows:
+            by_channel[zns.CHANNEL] = zns_rows
     for channel, channel_rows in sorted(by_channel.items()):
         slots = await _reserve_slots(
             session, channel, len(channel_rows), now, pace.interval[channel], pg=pg
         )
         for row, slot in zip(channel_rows, slots, strict=True):
-            account = accounts[row.person_id]
             token = slot + pace.lease
+            values: dict[str, Any] = {"lease_until": token}
+            recipient = recipients.get(row.person_id)
+            if recipient is not None:
+                # By ZNS: its tracking id now, so a receipt can never overtake the send.
+                values["tracking_id"] = zns.tracking_id(row.idempotency_key)
+                account_id, external_id, language = 0, recipient.zalo_phone, None
+            else:
+                account = accounts[row.person_id]
+                account_id, external_id = account.id, account.external_id
+                language = account.language
+                await session.execute(
+                    update(ChannelAccount)
+                    .where(ChannelAccount.id == account.id)
+                    .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
+                )
             await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row.id).values(lease_until=token)
-            )
-            await session.execute(
-                update(ChannelAccount)
-                .where(ChannelAccount.id == account.id)
-                .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
+                update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
             )
             claim.notices.append(
                 Notice(
@@ -276,13 +330,17 @@ async def claim_batch(
                     person_id=row.person_id,
                     kind=row.kind,
                     channel=channel,
-                    account_id=account.id,
-                    external_id=account.external_id,
-                    language=account.language,
+                    account_id=account_id,
+                    external_id=external_id,
+                    language=language,
                     payload=row.payload,
                     attempts=row.attempts,
                     slot=slot,
                     token=token,
+                    key=row.idempotency_key,
+                    person_name=recipient.name if recipient else "",
+                    phone=recipient.phone if recipient else "",
+                    urgent=bool(row.urgent),
                 )
             )
     claim.notices.sort(key=lambda notice: notice.slot)
@@ -296,6 +354,82 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
         .values(status=status, last_error=reason, lease_until=None)
     )
     return len(ids)
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    name: str
+    # As on the roster (0XXXXXXXXX), and as ZNS takes it (84XXXXXXXXX).
+    phone: str
+    zalo_phone: str
+
+
+async def _end_without_template(session: AsyncSession, rows: Sequence[Any], claim: Claim) -> int:
+    """Fail notices for people without a chat whose kind has no ZNS template; count by kind."""
+    by_kind: dict[str, list[int]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, []).append(row.id)
+    for kind, ids in sorted(by_kind.items()):
+        reason = f"unreachable: no reachable chat account, and no ZNS template for {kind}"
+        await _end(session, ids, OutboxStatus.FAILED, reason)
+        claim.without_template[kind] = len(ids)
+    return len(rows)
+
+
+async def _zns_share(
+    session: AsyncSession,
+    rows: list[Any],
+    route: ZnsRoute,
+    claim: Claim,
+    *,
+    now: dt.datetime,
+) -> tuple[list[Any], dict[int, _Recipient]]:
+    """Return the rows that go by ZNS now, within the day's guard, and their recipients.
+
+    A person without a usable phone fails the notice; what the guard does not grant
+    waits, without an attempt counted, until the day ends (or the hold does).
+    """
+    people = (
+        await session.execute(
+            select(Person.id, Person.full_name, Person.phone).where(
+                Person.id.in_({row.person_id for row in rows})
+            )
+        )
+    ).all()
+    recipients = {
+        person.id: _Recipient(person.full_name, person.phone, zalo)
+        for person in people
+        if (zalo := zns.zalo_phone(person.phone)) is not None
+    }
+    no_phone = [row.id for row in rows if row.person_id not in recipients]
+    if no_phone:
+        await _end(session, no_phone, OutboxStatus.FAILED, "zns: no valid phone on the roster")
+    rows = [row for row in rows if row.person_id in recipients]
+    urgent = [row for row in rows if row.urgent]
+    other = [row for row in rows if not row.urgent]
+    granted = await zns.reserve(
+        session,
+        route.app_id,
+        urgent=len(urgent),
+        other=len(other),
+        guard=route.guard,
+        day=route.day,
+        day_ends=route.day_ends,
+        now=now,
+    )
+    going = urgent[: granted.urgent] + other[: granted.other]
+    waiting = [row.id for row in urgent[granted.urgent :] + other[granted.other :]]
+    if waiting:
+        until = granted.until or route.day_ends
+        reason = (granted.reason or "zns: held")[:900] + f" (held until {until.isoformat()})"
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(waiting))
+            .values(lease_until=until, last_error=reason)
+        )
+        claim.zns_held += len(waiting)
+        claim.zns_held_reason = granted.reason
+    return going, recipients
 
 
 async def next_waiting(
@@ -341,10 +475,21 @@ async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any])
 
 
 async def mark_sent(
-    session: AsyncSession, notice: Notice, *, now: dt.datetime, per_chat: float
+    session: AsyncSession,
+    notice: Notice,
+    *,
+    now: dt.datetime,
+    per_chat: float,
+    provider_message_id: str | None = None,
 ) -> None:
     """Record that the notice was delivered; the person's pace counts from now."""
-    values = {"status": OutboxStatus.SENT, "channel": notice.channel, "sent_at": now}
+    values: dict[str, Any] = {
+        "status": OutboxStatus.SENT,
+        "channel": notice.channel,
+        "sent_at": now,
+    }
+    if provider_message_id:
+        values["provider_message_id"] = provider_message_id[:64]
     await _settle(session, notice, values | {"lease_until": None})
     # A send that went out after its slot (a slow answer) paces the chat from when it did.
     pace_until = now + dt.timedelta(seconds=per_chat)
@@ -367,9 +512,14 @@ async def mark_failed(session: AsyncSession, notice: Notice, reason: str) -> Non
     await _settle(session, notice, values)
 
 
-async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
+async def postpone(
+    session: AsyncSession, notice: Notice, *, until: dt.datetime, reason: str | None = None
+) -> None:
     """Send the notice after `until` (the platform asked to wait): no attempt is counted."""
-    await _settle(session, notice, {"lease_until": until})
+    values: dict[str, Any] = {"lease_until": until}
+    if reason is not None:
+        values["last_error"] = reason[:1000]
+    await _settle(session, notice, values)
 
 
 async def retry_later(
@@ -392,10 +542,16 @@ async def retry_later(
 
 
 async def account_unreachable(
-    session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime
+    session: AsyncSession,
+    notice: Notice,
+    reason: str,
+    *,
+    now: dt.datetime,
+    zns_kinds: frozenset[str] = frozenset(),
 ) -> bool:
     """Mark the notice's account unreachable; requeue the notice if the person has another.
 
+    Another: a reachable chat account, or ZNS to the roster phone for `zns_kinds`.
     Return True if the notice stays queued for another account, False if it FAILED.
     """
     await session.execute(
@@ -414,7 +570,7 @@ async def account_unreachable(
             ChannelAccount.reachable.is_(True),
         )
     )
-    if other is not None:
+    if other is not None or notice.kind in zns_kinds:
         await _settle(session, notice, {"lease_until": None})
         return True
     await mark_failed(session, notice, f"unreachable: {reason}")

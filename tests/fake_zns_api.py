@@ -79,6 +79,8 @@ class FakeZnsApi:
     failures: dict[str, Failure] = field(default_factory=dict)
     # Rotate, then drop the connection instead of answering (the answer is lost).
     lose_refresh_answers: int = 0
+    # Accept (and charge) a template message, then drop the connection instead of answering.
+    lose_template_answers: int = 0
     # Called after a refresh rotated the tokens, before it is answered.
     on_refresh: Callable[[], Awaitable[None]] | None = None
     # Called with each template request before it is answered.
@@ -190,6 +192,11 @@ class FakeZnsApi:
         answer = self._answer_template(token, body, tracking_id)
         code = json.loads(answer.text or "{}").get("error", 0)
         self.template_calls.append((tracking_id, token, int(code)))
+        if code == 0 and self.lose_template_answers > 0:
+            self.lose_template_answers -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         return answer
 
     def _answer_template(self, token: str, body: dict[str, Any], tracking_id: str) -> web.Response:

@@ -26,6 +26,7 @@ it simply works.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -100,12 +101,25 @@ class TokenManager:
         self.on_refused = on_refused
         self.clock = clock
         self._unsaved: _Unsaved | None = None
+        # This process's sends ask one at a time (the others wait for its refresh) and
+        # reuse a token that is valid beyond the margin without asking the database.
+        self._lock = asyncio.Lock()
+        self._cached: tuple[str, dt.datetime] | None = None
 
     async def access_token(self) -> str:
         """Return a valid access token, refreshing it first if it is about to expire.
 
         Raise TokenUnavailable when there is none to use now.
         """
+        async with self._lock:
+            cached = self._cached
+            if cached is not None and cached[1] - self.margin > self.clock():
+                return cached[0]
+            self._cached = None
+            token = await self._access_token()
+        return token
+
+    async def _access_token(self) -> str:
         now = self.clock()
         if self._unsaved is not None:
             await self._save_unsaved(now)
@@ -122,6 +136,7 @@ class TokenManager:
             expires = row.access_expires_at
             valid = current if current and expires is not None and expires > now else None
             if valid is not None and expires is not None and expires - self.margin > now:
+                self._cached = (valid, expires)
                 return valid
             lease = row.refresh_lease_until
             if lease is not None and lease > now:
@@ -173,6 +188,8 @@ class TokenManager:
                 "the new tokens are not stored yet", retry_at=now + BUSY_WAIT
             ) from None
         self._unsaved = None
+        expires = unsaved.at + dt.timedelta(seconds=unsaved.pair.expires_in)
+        self._cached = (unsaved.pair.access_token, expires)
         if stored:
             log.info("zns: tokens refreshed and stored")
         else:
@@ -207,5 +224,7 @@ class TokenManager:
 
     async def refused_token(self, token: str) -> None:
         """Note that Zalo refused an access token: the next call refreshes."""
+        if self._cached is not None and self._cached[0] == token:
+            self._cached = None
         async with self.sessionmaker() as session, session.begin():
             await zns.expire_access_token(session, self.app_id, token)
