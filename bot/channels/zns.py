@@ -22,7 +22,6 @@ the free 48 hours of a consultation message, with a pointer to the bot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -334,8 +333,13 @@ class ZnsChannel:
                 log.error("zns answer worker error: %s", type(exc).__name__)
                 busy = False
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_seconds)
+                # Woken by a new text, by the stop, or after the idle pause.
+                waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, stopping)]
+                await asyncio.wait(
+                    waits, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for wait in waits:
+                    wait.cancel()
                 self._wake.clear()
 
     async def answer_one(self) -> bool:
