@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import ConfigError, DatabaseSettings, Settings, load_settings
+from bot.zns_cli import add_zns_commands
 from db import migrate
 from db.roster import KINDS
 from db.session import create_engine, create_sessionmaker
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show queued/sent/failed notices and the jobs' next runs"
     ).set_defaults(handler=jobs_command)
     add_web_commands(commands)
+    add_zns_commands(commands)
     return parser
 
 

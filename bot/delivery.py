@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 # `drain` waits for notices held back this long at most (a chat's pace, a 429's pause).
 DRAIN_WAITS_FOR = dt.timedelta(seconds=30)
+# A channel held (ZNS's quota, its tokens) is looked at again this often by a process.
+HELD_RECHECK = dt.timedelta(minutes=1)
 # The longest wait between two retries of a failing notice.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
 
@@ -358,10 +360,11 @@ class DeliveryEngine:
         # The channel cannot send before `until` (ZNS's quota, its tokens): this notice and
         # the process's others on the channel wait, not failed, no attempt counted.
         log.warning("%s held until %s: %s", notice.channel, exc.until.isoformat(), exc.reason)
+        # This process holds back only briefly: the database's hold is what counts, and an
+        # admin may end it (a new authorization) long before `until`.
+        pause = min(exc.until, self.clock() + HELD_RECHECK)
         current = self._paused_until.get(notice.channel)
-        self._paused_until[notice.channel] = (
-            exc.until if current is None else max(current, exc.until)
-        )
+        self._paused_until[notice.channel] = pause if current is None else max(current, pause)
         self._held_reasons[notice.channel] = exc.reason
         async with self.sessionmaker() as session, session.begin():
             await outbox.postpone(session, notice, until=exc.until, reason=exc.reason)

@@ -14,13 +14,15 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import OutboxMessage, OutboxStatus, ZnsBudget, ZnsEvent, ZnsToken
+from db.models import OutboxMessage, OutboxStatus, Person, ZnsBudget, ZnsEvent, ZnsToken
 from db.session import upsert_insert
 
 CHANNEL = "zns"
+# How the reasons of holds for tokens begin (bot/channels/zns.py writes them).
+AUTH_HOLD = "zns auth:"
 
 
 def _pg(session: AsyncSession) -> bool:
@@ -115,6 +117,24 @@ async def set_refresh_token(
         _authorize(row, refresh_token, now)
         row.seed_hash = digest or row.seed_hash
     await session.flush()
+    await release_token_holds(session, app_id, now=now)
+
+
+async def release_token_holds(session: AsyncSession, app_id: str, *, now: dt.datetime) -> None:
+    """End a hold for refused tokens: the notices that waited for them may go now."""
+    budget = await session.get(ZnsBudget, app_id, populate_existing=True)
+    if budget is not None and (budget.held_reason or "").startswith(AUTH_HOLD):
+        budget.held_until = None
+        budget.held_reason = None
+    await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.QUEUED,
+            OutboxMessage.lease_until > now,
+            OutboxMessage.last_error.like(AUTH_HOLD + "%"),
+        )
+        .values(lease_until=None)
+    )
 
 
 async def store_pair(
@@ -483,10 +503,47 @@ async def event_counts(session: AsyncSession, since: dt.datetime) -> dict[str, i
     return {str(name): int(count) for name, count in rows.all()}
 
 
-def refused_for_kind(kind: str) -> Any:
-    """Return the condition that a row failed for want of a chat and a ZNS template."""
-    return and_(
-        OutboxMessage.kind == kind,
-        OutboxMessage.status == OutboxStatus.FAILED,
-        OutboxMessage.last_error.like("unreachable:%ZNS%"),
+@dataclass(frozen=True)
+class SentNotice:
+    """A notice that went (or tried to go) by ZNS, for the web admin."""
+
+    id: int
+    kind: str
+    person_name: str | None
+    status: OutboxStatus
+    sent_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    reason: str | None
+
+
+async def recent_notices(session: AsyncSession, limit: int = 20) -> list[SentNotice]:
+    """Return the latest notices sent or tried by ZNS (or waiting for it), newest first."""
+    rows = await session.execute(
+        select(
+            OutboxMessage.id,
+            OutboxMessage.kind,
+            Person.full_name,
+            OutboxMessage.status,
+            OutboxMessage.sent_at,
+            OutboxMessage.delivered_at,
+            OutboxMessage.last_error,
+        )
+        .outerjoin(Person, Person.id == OutboxMessage.person_id)
+        .where(
+            or_(
+                OutboxMessage.channel == CHANNEL,
+                OutboxMessage.tracking_id.is_not(None),
+                OutboxMessage.last_error.like("zns%"),
+            )
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return [SentNotice(*row) for row in rows.all()]
+
+
+async def recent_events(session: AsyncSession, limit: int = 20) -> list[ZnsEvent]:
+    """Return the latest events the OA's webhook received, newest first."""
+    return list(
+        (await session.scalars(select(ZnsEvent).order_by(ZnsEvent.id.desc()).limit(limit))).all()
     )

@@ -207,10 +207,12 @@ class ZnsChannel:
         try:
             return await self.tokens.access_token()
         except TokenUnavailable as exc:
-            reason = f"zns: {exc.reason}"
             await self._unclaim(self.clock())
             if exc.needs_authorization:
+                reason = f"{zns.AUTH_HOLD} {exc.reason}"
                 await self._hold(reason, exc.retry_at, topic="auth")
+            else:
+                reason = f"zns: {exc.reason}"
             raise Held(reason, exc.retry_at) from None
 
     async def _refusal(self, notice: Notice, exc: ZnsApiError) -> Exception:
@@ -266,7 +268,7 @@ class ZnsChannel:
         retry_at = now + dt.timedelta(minutes=30)
         await report_held(
             Repos(session),
-            f"zns: {reason}",
+            f"{zns.AUTH_HOLD} {reason}",
             retry_at,
             topic="auth",
             now=now,
