@@ -9,6 +9,7 @@ Zalo's error codes end in the engine's rules.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from bot.jobs_cli import run_once, show_status
 from db import zns
 from db.models import OutboxMessage, OutboxStatus, Person, ZnsBudget
 from db.repos import Repos
+from db.session import create_engine, create_sessionmaker
 from handlers.notices import notify
 from handlers.types import Msg, Reply
 from tests.factories import add_class, add_person, add_registration, add_session, add_unit, link
@@ -448,3 +450,40 @@ async def test_a_refused_refresh_token_holds_zns_and_tells_the_admins(
     async with sessionmaker() as session:
         row_id = await session.scalar(select(OutboxMessage.id).where(OutboxMessage.id == row.id))
     assert row_id is not None
+
+
+async def test_two_processes_draining_at_once_keep_the_daily_limit_together(
+    fake: FakeZnsApi,
+    telegram: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+) -> None:
+    people = await school(sessionmaker)
+    async with sessionmaker() as s, s.begin():
+        lan = await s.get(Person, people["lan"])
+        assert lan is not None
+        for number in range(12):
+            s.add(
+                Person(
+                    phone=f"09130001{number:02d}", full_name=f"Người {number}", unit_id=lan.unit_id
+                )
+            )
+    async with sessionmaker() as s:
+        ids = list(await s.scalars(select(Person.id).where(Person.phone.like("09130001%"))))
+    for person_id in ids:
+        await queue(sessionmaker, person_id, f"reminder:{person_id}")
+    settings = zns_settings(fake, telegram, database_url, daily_limit=5, rate_per_second=20)
+    # Each "process" has its own engine: its own connections, its own clients.
+    engines = [create_engine(database_url) for _ in range(2)]
+    try:
+        await asyncio.gather(*(drain(create_sessionmaker(engine), settings) for engine in engines))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert len(fake.sent) == 5
+    assert len({sent.phone for sent in fake.sent}) == 5
+    reminders = [row for row in await rows(sessionmaker) if row.kind == "class.reminder"]
+    assert [row.status for row in reminders].count(OutboxStatus.SENT) == 5
+    assert [row.status for row in reminders].count(OutboxStatus.QUEUED) == 7
+    # Told once, however many processes ran into the guard.
+    assert len(telegram_texts(telegram, ADMIN_CHAT)) == 1
