@@ -157,3 +157,14 @@ def test_the_oa_webhook_needs_its_own_path_beside_a_chat_webhook(tmp_path: Path)
         CREDENTIALS,
     )
     assert settings.zns_listen == ("127.0.0.1", 8081)
+
+
+def test_the_examples_commented_templates_are_valid_once_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text("utf-8")
+    commented = example[example.index("# [zns.templates.reminder]") :]
+    templates = "\n".join(
+        line.removeprefix("#").removeprefix(" ") for line in commented.splitlines()
+    )
+    text = '[zns]\nenabled = true\napp_id = "3799894204854887828"\n\n' + templates
+    settings = load_settings(write(tmp_path, text), CREDENTIALS)
+    assert sorted(settings.zns.templates.by_kind()) == ["change", "reminder"]
