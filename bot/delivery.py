@@ -207,23 +207,29 @@ class DeliveryEngine:
                 zns_route=route,
             )
             if route is not None:
-                await self._report_zns(session, claim, route.day_ends, now)
+                await self._report_zns(session, claim, now)
         self.report.skipped += claim.skipped
         self.report.unreachable += claim.unreachable
         return claim.notices
 
     async def _report_zns(
-        self, session: AsyncSession, claim: outbox.Claim, day_ends: dt.datetime, now: dt.datetime
+        self, session: AsyncSession, claim: outbox.Claim, now: dt.datetime
     ) -> None:
         """Tell the admins (once a day) what ZNS could not carry in this claim."""
         repos = Repos(session)
         chat = self.notify.chat
         for kind, count in claim.without_template.items():
-            await report_without_template(repos, kind, count, now=now, settings=chat)
-        if claim.zns_held and claim.zns_held_reason is not None:
-            reason = claim.zns_held_reason
-            topic = "quota" if reason.startswith("zns quota") else "auth"
-            await report_held(repos, reason, day_ends, topic=topic, now=now, settings=chat)
+            # Alerts about channels that reach no admin are not themselves reported.
+            if not kind.startswith(("zns.", "channel.")):
+                await report_without_template(repos, kind, count, now=now, settings=chat)
+        reason, until = claim.zns_held_reason, claim.zns_held_until
+        if claim.zns_held and reason is not None and until is not None:
+            topic = "auth"
+            if reason.startswith("zns quota"):
+                topic = "quota"
+            elif reason.startswith("zns balance"):
+                topic = "balance"
+            await report_held(repos, reason, until, topic=topic, now=now, settings=chat)
 
     async def round(self) -> int:
         """Claim a batch and start sending it; return how many notices it took.

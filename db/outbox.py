@@ -92,6 +92,7 @@ class Claim:
     without_template: dict[str, int] = field(default_factory=dict)
     zns_held: int = 0
     zns_held_reason: str | None = None
+    zns_held_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -429,6 +430,7 @@ async def _zns_share(
         )
         claim.zns_held += len(waiting)
         claim.zns_held_reason = granted.reason
+        claim.zns_held_until = until
     return going, recipients
 
 

@@ -236,6 +236,13 @@ async def test_a_kind_without_a_template_fails_for_people_without_a_chat_and_adm
     database_url: str,
 ) -> None:
     people = await school(sessionmaker)
+    # A second admin linked nowhere: the alerts to her fail too, and are not reported.
+    async with sessionmaker() as s, s.begin():
+        lan = await s.get(Person, people["lan"])
+        assert lan is not None
+        s.add(
+            Person(phone="0912000101", full_name="Hồ Thị Hai", unit_id=lan.unit_id, is_admin=True)
+        )
     settings = zns_settings(fake, telegram, database_url)
     await queue(sessionmaker, people["lan"], "link:1", kind="class.online_link")
     await queue(sessionmaker, people["lan"], "digest:1", kind="unit.digest")
@@ -243,6 +250,9 @@ async def test_a_kind_without_a_template_fails_for_people_without_a_chat_and_adm
     await queue(sessionmaker, people["lan"], "link:2", kind="class.online_link")
     await drain(sessionmaker, settings)
     assert fake.sent == []
+    alerts = [row for row in await rows(sessionmaker) if row.kind == "zns.alert"]
+    # Two alerts to each admin (one a kind), none about the alerts that failed.
+    assert len(alerts) == 4
     failed = {
         row.idempotency_key: row.last_error
         for row in await rows(sessionmaker)
@@ -356,7 +366,9 @@ async def test_the_daily_limit_and_the_urgent_reserve_stop_zns_before_zalo_does(
         fake, telegram, database_url, daily_limit=0, quota_reserve=2, templates=templates
     )
     async with sessionmaker() as s, s.begin():
-        await s.execute(update(ZnsBudget).values(held_until=None, remaining=3, claimed=0))
+        await s.execute(
+            update(ZnsBudget).values(held_until=None, remaining=3, claimed=0, remaining_claimed=0)
+        )
         await s.execute(update(OutboxMessage).values(lease_until=None))
         lan = await s.get(Person, people["lan"])
         assert lan is not None
