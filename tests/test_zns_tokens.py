@@ -334,3 +334,32 @@ async def test_a_wrong_app_secret_is_a_refusal_that_never_shows_the_secret(
     assert fake.refresh_token not in caught.value.reason
     assert refusals
     assert "-14002" in refusals[0]
+
+
+async def test_a_refusal_while_an_admin_stores_a_new_authorization_is_no_alarm(
+    fake: FakeZnsApi,
+    api: ZnsApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    refusals: list[str] = []
+    tokens = manager(api, sessionmaker, "R-used-elsewhere", clock, refusals)
+    real_refresh = api.refresh
+    new = fake.authorize()
+
+    async def refused_while_the_admin_acts(token: str) -> object:
+        if token == "R-used-elsewhere":
+            async with sessionmaker() as session, session.begin():
+                await zns.set_refresh_token(
+                    session, APP_ID, new, configured=tokens.configured, now=clock.now
+                )
+        return await real_refresh(token)
+
+    monkeypatch.setattr(api, "refresh", refused_while_the_admin_acts)
+    with pytest.raises(TokenUnavailable) as caught:
+        await tokens.access_token()
+    assert not caught.value.needs_authorization
+    assert refusals == []
+    assert (await stored(sessionmaker)).auth_error is None
+    assert await tokens.access_token() in fake.access_tokens

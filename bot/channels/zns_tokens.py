@@ -216,6 +216,9 @@ class TokenManager:
             return valid
         if refusal is None:
             raise TokenUnavailable(f"refresh failed: {exc}", retry_at=now + BUSY_WAIT * 6)
+        if not recorded:
+            # Refused, but a new authorization was stored meanwhile: try that one.
+            raise TokenUnavailable("new tokens were stored meanwhile", retry_at=now)
         raise TokenUnavailable(
             f"Zalo refused the refresh token ({refusal})",
             retry_at=now + AUTH_RETRY,
