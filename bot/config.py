@@ -240,12 +240,19 @@ class NotificationSettings(_Section):
     tick_seconds: float = Field(default=15, gt=0, le=3600)
 
 
+class BroadcastSettings(_Section):
+    # Seconds between two updates of a broadcast's progress message in its author's chat
+    # (Telegram edits it; a channel without edits is told at each quarter instead).
+    progress_seconds: float = Field(default=5, gt=0, le=3600)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
     registration: RegistrationSettings = RegistrationSettings()
     telegram: TelegramSettings = TelegramSettings()
     notifications: NotificationSettings = NotificationSettings()
+    broadcast: BroadcastSettings = BroadcastSettings()
 
     @property
     def notify(self) -> NotifySettings:

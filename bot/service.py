@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.broadcast_monitor import BroadcastMonitor
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
 from bot.channels.telegram_webhook import WebhookServer, build_web_app
 from bot.config import Settings
@@ -139,6 +140,8 @@ async def run_service(
         for number in range(1, channel.workers + 1):
             names[asyncio.create_task(channel.work())] = f"inbox worker {number}"
         names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
+        monitor = BroadcastMonitor.of(sessionmaker, [channel], settings)
+        names[asyncio.create_task(monitor.run(delivery_stop))] = "broadcast progress"
         poller: asyncio.Task[None] | None = None
         if telegram.mode == "polling":
             poller = asyncio.create_task(channel.poll())

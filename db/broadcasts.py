@@ -560,10 +560,10 @@ async def progress(session: AsyncSession, broadcast_id: int) -> Progress | None:
     return (await progresses(session, [broadcast_id])).get(broadcast_id)
 
 
-def finished(broadcast: Broadcast, progress: Progress) -> bool:
-    """Return whether the broadcast is over: done, stopped, or started with nothing left."""
-    return broadcast.status in (BroadcastStatus.DONE, BroadcastStatus.STOPPED) or (
-        broadcast.status == BroadcastStatus.SENDING and progress.left == 0
+def is_over(status: BroadcastStatus, progress: Progress) -> bool:
+    """Return whether a broadcast is over: done, stopped, or started with nothing left."""
+    return status in (BroadcastStatus.DONE, BroadcastStatus.STOPPED) or (
+        status == BroadcastStatus.SENDING and progress.left == 0
     )
 
 

@@ -37,6 +37,10 @@ def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
         mine.append(Msg("help.my"))
         if ctx.leads_units:
             mine.append(Msg("help.unit"))
+        if ctx.is_admin:
+            mine.append(Msg("help.broadcast_admin"))
+        elif ctx.leads_units:
+            mine.append(Msg("help.broadcast_head"))
         mine.append(Msg("help.logout"))
     return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))
 
