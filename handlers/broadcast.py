@@ -48,6 +48,9 @@ UNITS_PER_PAGE = 8
 UNITS_NAMED = 5
 # Broadcasts listed by /broadcast status.
 STATUS_LIMIT = 5
+# Questions the flow asks whose answer is typed, besides the text itself (State.target:
+# the draft): a unit's name or code, a class's code or title.
+TYPED_STEPS = (Step.BROADCAST_UNITS, Step.BROADCAST_CLASS)
 KIND_LABELS = {
     AudienceKind.EVERYONE: Msg("broadcast.kind_everyone"),
     AudienceKind.UNITS: Msg("broadcast.kind_units"),
@@ -844,7 +847,3 @@ async def press_broadcast(state: State, button: BroadcastButton, ctx: Context) -
             return await show_progress(state, broadcast_id, ctx)
         case Do.STOP:
             return await stop(state, broadcast_id, ctx)
-
-
-# Questions the broadcast flow asks whose answer is typed (beside the text itself).
-TYPED_STEPS = (Step.BROADCAST_UNITS, Step.BROADCAST_CLASS)
