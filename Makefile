@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.catalog
 	$(BIN)/python -m bench.registration
 	$(BIN)/python -m bench.reminders
+	$(BIN)/python -m bench.broadcast
 
 run: $(STAMP)
 	$(BIN)/trainingbot run

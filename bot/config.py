@@ -386,6 +386,12 @@ class WebSettings(_Section):
         return (self.public_url or "").startswith("https://")
 
 
+class BroadcastSettings(_Section):
+    # Seconds between two updates of a broadcast's progress message in its author's chat
+    # (Telegram edits it; a channel without edits is told at each quarter instead).
+    progress_seconds: float = Field(default=5, gt=0, le=3600)
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
@@ -394,6 +400,7 @@ class Settings(_Section):
     notifications: NotificationSettings = NotificationSettings()
     zalo: ZaloSettings = ZaloSettings()
     web: WebSettings = WebSettings()
+    broadcast: BroadcastSettings = BroadcastSettings()
 
     @model_validator(mode="after")
     def _one_path_per_webhook(self) -> Settings:

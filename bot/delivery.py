@@ -19,6 +19,8 @@ channel's `Sender`, and settles it in its own unit of work:
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
 `lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
+Right before sending, the engine checks that the notice is still queued under its lease:
+one stopped meanwhile (a broadcast's) or taken by another worker is not sent.
 """
 
 from __future__ import annotations
@@ -269,6 +271,11 @@ class DeliveryEngine:
             async with self.sessionmaker() as session, session.begin():
                 await outbox.postpone(session, notice, until=paused)
             return
+        async with self.sessionmaker() as session:
+            if not await outbox.is_claimed(session, notice):
+                # Stopped (a broadcast) or taken again meanwhile: not sent, nothing to settle.
+                log.info("outbox row %s is no longer queued under this claim: not sent", notice.id)
+                return
         sender = self._by_channel[notice.channel]
         language = supported_language(notice.language) or self.notify.chat.default_language
         try:

@@ -8,7 +8,7 @@ means for the outbox row, the same way for every channel.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from handlers.types import Reply
 
@@ -57,6 +57,41 @@ class Sender(Protocol):
         """Return the channel's name as stored on accounts ("telegram", "zalo")."""
         ...
 
-    async def send_notice(self, external_id: str, reply: Reply, language: str) -> None:
-        """Send `reply` rendered in `language` to the account; raise a DeliveryError."""
+    async def send_notice(self, external_id: str, reply: Reply, language: str) -> str | None:
+        """Send `reply` rendered in `language` to the account; raise a DeliveryError.
+
+        Return the platform's id of the (last) message sent, where messages have one.
+        """
         ...
+
+
+@runtime_checkable
+class Editor(Protocol):
+    """A sender that can also change a message it sent (Telegram can; Zalo and the console not)."""
+
+    async def edit_notice(
+        self, external_id: str, message_id: str, reply: Reply, language: str
+    ) -> None:
+        """Make message `message_id` show `reply`; raise a DeliveryError.
+
+        PermanentFailure means the message cannot be edited any more (deleted, too old).
+        """
+        ...
+
+
+async def show(
+    sender: Sender, external_id: str, message_id: str | None, reply: Reply, language: str
+) -> str | None:
+    """Show `reply` in message `message_id` if the sender edits, else in a new message.
+
+    An edit refused for good (the message was deleted, or is too old) falls back to a new
+    message. Return the id of the message that shows the reply (None: the channel has no
+    message ids).
+    """
+    if message_id is not None and isinstance(sender, Editor):
+        try:
+            await sender.edit_notice(external_id, message_id, reply, language)
+            return message_id
+        except PermanentFailure:
+            pass
+    return await sender.send_notice(external_id, reply, language)

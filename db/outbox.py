@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
+    Broadcast,
     ChannelAccount,
     Conversation,
     DeliveryPace,
@@ -113,6 +114,8 @@ def _person_paced(now: dt.datetime) -> Any:
 
 
 def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
+    # A broadcast's thousands of notices go after the personal ones of the same urgency,
+    # so a confirmation or a reminder does not wait for the whole broadcast.
     return (
         select(
             OutboxMessage.id,
@@ -121,11 +124,34 @@ def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
             OutboxMessage.payload,
             OutboxMessage.attempts,
             OutboxMessage.expires_at,
+            OutboxMessage.broadcast_id,
         )
         .where(*_due(now, quiet), ~_person_paced(now))
-        .order_by(OutboxMessage.urgent.desc(), OutboxMessage.due_at, OutboxMessage.id)
+        .order_by(
+            OutboxMessage.urgent.desc(),
+            OutboxMessage.broadcast_id.is_not(None),
+            OutboxMessage.due_at,
+            OutboxMessage.id,
+        )
         .limit(limit)
     )
+
+
+async def _payloads(session: AsyncSession, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Return each row's payload; a broadcast's notices carry their broadcast's message."""
+    ids = {row.broadcast_id for row in rows if row.broadcast_id is not None}
+    messages: dict[int, dict[str, Any]] = {}
+    if ids:
+        found = await session.execute(
+            select(Broadcast.id, Broadcast.message).where(Broadcast.id.in_(sorted(ids)))
+        )
+        messages = {broadcast_id: message for broadcast_id, message in found.all()}
+    return {
+        row.id: {**row.payload, "reply": messages[row.broadcast_id]}
+        if row.broadcast_id in messages
+        else row.payload
+        for row in rows
+    }
 
 
 async def _accounts(
@@ -252,6 +278,7 @@ async def claim_batch(
         person_id = row.person_id
         if person_id in accounts and person_id not in paced | taken.keys() and len(taken) < limit:
             taken[person_id] = row
+    payloads = await _payloads(session, list(taken.values()))
     by_channel: dict[str, list[Any]] = {}
     for row in taken.values():
         by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
@@ -279,7 +306,7 @@ async def claim_batch(
                     account_id=account.id,
                     external_id=account.external_id,
                     language=account.language,
-                    payload=row.payload,
+                    payload=payloads[row.id],
                     attempts=row.attempts,
                     slot=slot,
                     token=token,
@@ -338,6 +365,21 @@ async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any])
     )
     if result.scalar() is None:
         raise LeaseLost(f"outbox row {notice.id}")
+
+
+async def is_claimed(session: AsyncSession, notice: Notice) -> bool:
+    """Return whether the notice is still queued under its claim's lease.
+
+    Checked right before sending: a notice whose broadcast was stopped (SKIPPED) or that
+    another worker took since is not sent.
+    """
+    found = await session.scalar(
+        select(OutboxMessage.id).where(
+            held(OutboxMessage, notice.id, notice.token),
+            OutboxMessage.status == OutboxStatus.QUEUED,
+        )
+    )
+    return found is not None
 
 
 async def mark_sent(

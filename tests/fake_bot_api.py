@@ -233,12 +233,26 @@ class FakeBotApi:
         return message
 
     async def _m_senddocument(self, params: dict[str, Any]) -> Any:
+        # A document uploaded (a file part) or sent again by its file_id (a string).
         document = params.get("document") or {}
         name = document.get("filename") if isinstance(document, dict) else None
+        file_id = document if isinstance(document, str) else "doc1"
         return self._message(
             params["chat_id"],
             None,
-            document={"file_id": "doc1", "file_unique_id": "doc1u", "file_name": name},
+            document={"file_id": file_id, "file_unique_id": f"{file_id}u", "file_name": name},
+            **({"caption": params["caption"]} if params.get("caption") else {}),
+        )
+
+    async def _m_sendphoto(self, params: dict[str, Any]) -> Any:
+        photo = params.get("photo")
+        file_id = photo if isinstance(photo, str) else "photo1"
+        size = {"file_id": file_id, "file_unique_id": f"{file_id}u", "width": 800, "height": 600}
+        return self._message(
+            params["chat_id"],
+            None,
+            photo=[size],
+            **({"caption": params["caption"]} if params.get("caption") else {}),
         )
 
     async def _m_answercallbackquery(self, _params: dict[str, Any]) -> Any:
@@ -383,6 +397,51 @@ def text_update(
     if text.startswith("/"):
         command = text.split()[0]
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return {"update_id": update_id, "message": message}
+
+
+def photo_update(
+    update_id: int, file_id: str, *, caption: str | None = None, user_id: int = 111
+) -> dict[str, Any]:
+    """Return an update with a photo (in two sizes, as Telegram sends them) and its caption."""
+    message: dict[str, Any] = {
+        "message_id": 3,
+        "date": int(time.time()),
+        "chat": private_chat(user_id),
+        "from": user(user_id),
+        "photo": [
+            {"file_id": f"{file_id}-small", "file_unique_id": "s", "width": 90, "height": 60},
+            {"file_id": file_id, "file_unique_id": "l", "width": 1280, "height": 960},
+        ],
+    }
+    if caption is not None:
+        message["caption"] = caption
+    return {"update_id": update_id, "message": message}
+
+
+def document_update(
+    update_id: int,
+    file_id: str,
+    file_name: str,
+    *,
+    caption: str | None = None,
+    user_id: int = 111,
+) -> dict[str, Any]:
+    """Return an update with a document and its caption."""
+    message: dict[str, Any] = {
+        "message_id": 4,
+        "date": int(time.time()),
+        "chat": private_chat(user_id),
+        "from": user(user_id),
+        "document": {
+            "file_id": file_id,
+            "file_unique_id": f"{file_id}u",
+            "file_name": file_name,
+            "mime_type": "application/pdf",
+        },
+    }
+    if caption is not None:
+        message["caption"] = caption
     return {"update_id": update_id, "message": message}
 
 
