@@ -1,0 +1,78 @@
+"""The delivery engine's rounds: quiet hours, expiry, draining and stopping."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.delivery import now_utc
+from db.models import OutboxStatus
+from jobs.timing import NotifySettings, QuietHours
+from tests.delivery_support import add_people, key_of, queue, rows, telegram_engine
+from tests.fake_bot_api import FakeBotApi
+from tests.telegram_support import fake_bot_api
+
+ZONE = NotifySettings().zone
+NIGHTS = NotifySettings(quiet_hours=QuietHours(dt.time(21), dt.time(7)))
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotApi]:
+    async with fake_bot_api() as api:
+        yield api
+
+
+def next_local(clock: dt.time, after: dt.datetime) -> dt.datetime:
+    """Return the first moment after `after` when the school's clock shows `clock`."""
+    local = after.astimezone(ZONE)
+    moment = dt.datetime.combine(local.date(), clock, tzinfo=ZONE)
+    while moment <= local:
+        moment += dt.timedelta(days=1)
+    return moment.astimezone(dt.UTC)
+
+
+def clock_at(moment: dt.datetime) -> Callable[[], dt.datetime]:
+    """Return a clock that shows `moment` now and runs on from there."""
+    offset = moment - now_utc()
+    return lambda: now_utc() + offset
+
+
+async def test_in_quiet_hours_only_urgent_notices_go_the_rest_wait_for_the_morning(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    night = next_local(dt.time(23), now_utc())
+    morning = next_local(dt.time(7), night)
+    people = await add_people(sessionmaker, 4)
+    [urgent] = await queue(sessionmaker, people[:1], prefix="urgent", urgent=True)
+    [later] = await queue(sessionmaker, people[1:2], prefix="later")
+    # Notices that expired: one urgent, one that would wait for the morning.
+    expired = night - dt.timedelta(minutes=1)
+    await queue(sessionmaker, people[2:3], prefix="gone", urgent=True, expires_at=expired)
+    await queue(
+        sessionmaker, people[3:], prefix="stale", expires_at=morning - dt.timedelta(hours=1)
+    )
+
+    async with telegram_engine(
+        sessionmaker, api, database_url, notify_settings=NIGHTS, clock=clock_at(night)
+    ) as engine:
+        report = await engine.drain()
+    assert [key_of(call) for call in api.delivered()] == [urgent]
+    assert (report.sent, report.skipped) == (1, 1)
+    status = {row.idempotency_key: row.status for row in await rows(sessionmaker)}
+    assert status[later] == OutboxStatus.QUEUED
+    assert status[f"gone{people[2]}-0"] == OutboxStatus.SKIPPED
+
+    async with telegram_engine(
+        sessionmaker, api, database_url, notify_settings=NIGHTS, clock=clock_at(morning)
+    ) as engine:
+        report = await engine.drain()
+    assert [key_of(call) for call in api.delivered()] == [urgent, later]
+    assert (report.sent, report.skipped) == (1, 1)
+    status = {row.idempotency_key: row.status for row in await rows(sessionmaker)}
+    assert status[later] == OutboxStatus.SENT
+    assert status[f"stale{people[3]}-0"] == OutboxStatus.SKIPPED
+    [skipped] = [row for row in await rows(sessionmaker) if row.idempotency_key.startswith("stale")]
+    assert (skipped.last_error, skipped.sent_at) == ("expired", None)
