@@ -219,7 +219,11 @@ class DeliveryEngine:
             now = self.clock()
             async with self.sessionmaker() as session:
                 paced = await outbox.next_waiting(
-                    session, now=now, quiet=self._quiet(now), within=DRAIN_WAITS_FOR
+                    session,
+                    sorted(self._by_channel),
+                    now=now,
+                    quiet=self._quiet(now),
+                    within=DRAIN_WAITS_FOR,
                 )
             if paced is None:
                 # A settle may have requeued a notice for another account: one more look.

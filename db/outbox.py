@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
@@ -93,15 +94,36 @@ class _Account:
     next_send_at: dt.datetime | None
 
 
-def _due(now: dt.datetime, quiet: bool) -> list[Any]:
+def _due(now: dt.datetime, quiet: bool, channels: Sequence[str]) -> list[Any]:
+    """Return the conditions of a notice that a worker serving `channels` may take now.
+
+    A notice whose person is reachable only on other channels is left for a worker that
+    serves one of them; one whose person is reachable nowhere is taken, to be failed.
+    """
     conditions: list[Any] = [
         OutboxMessage.status == OutboxStatus.QUEUED,
         OutboxMessage.due_at <= now,
         lease_free(OutboxMessage, now),
+        _reachable(channels) | ~_reachable(None),
     ]
     if quiet:
         conditions.append(OutboxMessage.urgent.is_(True))
     return conditions
+
+
+def _reachable(channels: Sequence[str] | None) -> Any:
+    """Return the condition that a notice's person has a reachable account on `channels`.
+
+    None: on any channel.
+    """
+    # An alias, so that it correlates with the notice even in a query of accounts.
+    account = aliased(ChannelAccount)
+    condition = exists().where(
+        account.person_id == OutboxMessage.person_id, account.reachable.is_(True)
+    )
+    if channels is not None:
+        condition = condition.where(account.channel.in_(channels))
+    return condition
 
 
 def _person_paced(now: dt.datetime) -> Any:
@@ -112,7 +134,7 @@ def _person_paced(now: dt.datetime) -> Any:
     )
 
 
-def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
+def _candidates(now: dt.datetime, quiet: bool, channels: Sequence[str], limit: int) -> Select[Any]:
     return (
         select(
             OutboxMessage.id,
@@ -122,7 +144,7 @@ def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
             OutboxMessage.attempts,
             OutboxMessage.expires_at,
         )
-        .where(*_due(now, quiet), ~_person_paced(now))
+        .where(*_due(now, quiet, channels), ~_person_paced(now))
         .order_by(OutboxMessage.urgent.desc(), OutboxMessage.due_at, OutboxMessage.id)
         .limit(limit)
     )
@@ -222,11 +244,12 @@ async def claim_batch(
     """Lease up to `limit` due notices, at most one per person, each with its send slot.
 
     Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
-    any of `channels` end FAILED ("unreachable"). In `quiet` hours only urgent notices
-    are taken.
+    any channel end FAILED ("unreachable"); those whose person is reachable only on
+    channels other than `channels` stay queued for a worker that serves one. In `quiet`
+    hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
-    stmt = _candidates(now, quiet, limit * SCAN_FACTOR)
+    stmt = _candidates(now, quiet, channels, limit * SCAN_FACTOR)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
     rows = (await session.execute(stmt)).all()
@@ -236,7 +259,12 @@ async def claim_batch(
     accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
     if expired:
         claim.skipped = await _end(session, sorted(expired), OutboxStatus.SKIPPED, "expired")
-    unreachable = [row.id for row in rows if row.person_id not in accounts]
+    stranded = {row.person_id for row in rows if row.person_id not in accounts} - {None}
+    # (Reachable elsewhere: an account on `channels` went unreachable since the pick.)
+    elsewhere = await _reachable_people(session, stranded)
+    unreachable = [
+        row.id for row in rows if row.person_id not in accounts and row.person_id not in elsewhere
+    ]
     if unreachable:
         claim.unreachable = await _end(
             session, unreachable, OutboxStatus.FAILED, "unreachable: no reachable account"
@@ -289,6 +317,18 @@ async def claim_batch(
     return claim
 
 
+async def _reachable_people(session: AsyncSession, person_ids: set[int]) -> set[int]:
+    """Return which of `person_ids` have a reachable account on any channel."""
+    if not person_ids:
+        return set()
+    found = await session.scalars(
+        select(ChannelAccount.person_id).where(
+            ChannelAccount.person_id.in_(person_ids), ChannelAccount.reachable.is_(True)
+        )
+    )
+    return set(found)
+
+
 async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reason: str) -> int:
     await session.execute(
         update(OutboxMessage)
@@ -299,7 +339,12 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
 
 
 async def next_waiting(
-    session: AsyncSession, *, now: dt.datetime, quiet: bool, within: dt.timedelta
+    session: AsyncSession,
+    channels: Sequence[str],
+    *,
+    now: dt.datetime,
+    quiet: bool,
+    within: dt.timedelta,
 ) -> dt.datetime | None:
     """Return when the earliest notice due now but briefly held back may go, if soon.
 
@@ -310,7 +355,7 @@ async def next_waiting(
     paced = await session.scalar(
         select(func.min(ChannelAccount.next_send_at))
         .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
-        .where(*_due(now, quiet), ChannelAccount.next_send_at > now)
+        .where(*_due(now, quiet, channels), ChannelAccount.next_send_at > now)
     )
     held = [
         OutboxMessage.status == OutboxStatus.QUEUED,

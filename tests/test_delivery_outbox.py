@@ -141,3 +141,29 @@ async def test_many_concurrent_claimers_take_each_notice_once_without_deadlocks(
     assert len(claimed) == len(keys)
     assert Counter(claimed).most_common(1)[0][1] == 1
     assert await statuses(sessionmaker) == {OutboxStatus.SENT: len(keys)}
+
+
+async def test_notices_for_people_reachable_only_on_another_channel_wait_for_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # 30 people linked only on Zalo, queued first; then one on Telegram, one on nothing.
+    on_zalo = await add_people(sessionmaker, 30, channel="zalo")
+    [on_telegram] = await add_people(sessionmaker, 1)
+    [nowhere] = await add_people(sessionmaker, 1, channel=None)
+    await queue(sessionmaker, [*on_zalo, on_telegram, nowhere])
+    now = now_utc()
+    pace = outbox.Pace(interval={"telegram": 0.05, "zalo": 0.05}, per_chat=1.0, lease=LEASE)
+    # A process serving only Telegram (a claim looks at 4 x 5 rows) neither fails the
+    # Zalo people's notices nor gets stuck behind them.
+    async with sessionmaker() as session, session.begin():
+        claim = await outbox.claim_batch(session, ["telegram"], now=now, limit=5, pace=pace)
+    assert [n.person_id for n in claim.notices] == [on_telegram]
+    assert claim.unreachable == 1
+    status = {row.person_id: (row.status, row.last_error) for row in await rows(sessionmaker)}
+    assert status[nowhere] == (OutboxStatus.FAILED, "unreachable: no reachable account")
+    assert {status[person] for person in on_zalo} == {(OutboxStatus.QUEUED, None)}
+    # A process serving Zalo takes them.
+    async with sessionmaker() as session, session.begin():
+        claim = await outbox.claim_batch(session, ["zalo"], now=now, limit=50, pace=pace)
+    assert sorted(n.person_id for n in claim.notices) == on_zalo
+    assert {n.channel for n in claim.notices} == {"zalo"}
