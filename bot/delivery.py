@@ -7,8 +7,9 @@ channel's `Sender`, and settles it in its own unit of work:
 - Throttled (429) → the notice waits `retry_after` (no attempt counted), every process's
   pace on the channel holds until then and slows down; this process's notices not yet
   sent on that channel are put back instead of sent into the pause;
-- TemporaryFailure (5xx, timeout, network) → retried after an exponential backoff with
-  jitter, FAILED with the reason after `max_attempts`;
+- TemporaryFailure (5xx, timeout, network, or no answer within `send_timeout`) →
+  retried after an exponential backoff with jitter, FAILED with the reason after
+  `max_attempts`;
 - Unreachable (403: blocked) → the account is marked unreachable; the notice goes to the
   person's other reachable account, else FAILED; the unit heads learn of it from the
   unreachable-people job;
@@ -16,6 +17,8 @@ channel's `Sender`, and settles it in its own unit of work:
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
 `lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
+A send gets `send_timeout` (shorter than the lease) and is not started with less of its
+lease left, so no send outlives its lease and no two workers send a notice at once.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from db.leases import LeaseLost
 from db.outbox import Notice, Pace
 from handlers.i18n import supported_language
 from handlers.notices import decode_reply
+from handlers.types import Reply
 from jobs.timing import NotifySettings
 
 log = logging.getLogger(__name__)
@@ -71,7 +75,14 @@ class DeliverySettings:
     # How long a claimed notice may stay unsettled after its slot before another
     # process may take it (longer than any send may take).
     lease: dt.timedelta = dt.timedelta(seconds=60)
+    # A send without an answer by then is abandoned as a timeout (and retried), so that
+    # no send outlives its lease, whatever a channel's HTTP client would wait.
+    send_timeout: float = 20.0
     idle_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if dt.timedelta(seconds=self.send_timeout) >= self.lease:
+            raise ValueError("a send's timeout must be shorter than the lease")
 
     @classmethod
     def of(cls, settings: Settings) -> DeliverySettings:
@@ -243,6 +254,13 @@ class DeliveryEngine:
     async def _send_at_slot(self, notice: Notice) -> None:
         try:
             await self._sleep_until(notice.slot)
+            if self.clock() + dt.timedelta(seconds=self.settings.send_timeout) > notice.token:
+                # The process stalled past the slot (a suspended machine): the lease could
+                # run out mid-send and another worker send the notice too. It is left to
+                # the lease: another worker, or this one, takes it once it ran out.
+                self.report.lost_leases += 1
+                log.warning("outbox row %s: too late for its lease, not sent", notice.id)
+                return
             await self._send(notice)
         except LeaseLost:
             # Its lease ran out (a very slow send) and another worker took it.
@@ -266,7 +284,7 @@ class DeliveryEngine:
             await self._settle_failed(notice, f"unreadable notice: {type(exc).__name__}")
             return
         try:
-            await sender.send_notice(notice.external_id, reply, language)
+            await self._deliver(sender, notice, reply, language)
         except Throttled as exc:
             await self._throttled(notice, exc)
         except Unreachable as exc:
@@ -283,6 +301,18 @@ class DeliveryEngine:
                     session, notice, now=self.clock(), per_chat=self.settings.per_chat_seconds
                 )
             self.report.sent += 1
+
+    async def _deliver(self, sender: Sender, notice: Notice, reply: Reply, language: str) -> None:
+        """Send through the channel; no answer within `send_timeout` is a TemporaryFailure.
+
+        A timed-out send may still have been delivered: its retry can repeat it once.
+        """
+        timeout = self.settings.send_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await sender.send_notice(notice.external_id, reply, language)
+        except TimeoutError:
+            raise TemporaryFailure(f"no answer within {timeout:g} s") from None
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))

@@ -7,6 +7,7 @@ person's other channel, else FAILED. Sent through the real Telegram client.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 
@@ -135,3 +136,47 @@ async def test_a_notice_refused_with_403_goes_to_the_persons_other_channel(
             (await session.execute(select(ChannelAccount.channel, ChannelAccount.reachable))).all()
         )
     assert reachable == {"telegram": False, "zalo": True}
+
+
+async def test_a_send_without_an_answer_in_time_is_retried_as_a_timeout(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    [person] = await add_people(sessionmaker, 1)
+    [key] = await queue(sessionmaker, [person])
+    # The server holds the first answer for a second; the engine waits 0.3 s at most.
+    api.answer_late("sendMessage", 1.0)
+    settings = delivery_settings(send_timeout=0.3, per_chat_seconds=0.0)
+    async with (
+        telegram_engine(sessionmaker, api, database_url, settings) as engine,
+        running_engine(engine),
+    ):
+        [row] = await wait_rows(sessionmaker, OutboxStatus.SENT, 1, within=5)
+        first, second = await api.wait_for("sendMessage", count=2)
+    assert 0.3 <= second.at - first.at <= 0.3 + 0.2 * 1.25 + 0.3
+    assert (row.attempts, row.last_error) == (1, "no answer within 0.3 s")
+    assert key_of(second) == key
+    assert engine.report.retried == 1
+
+
+async def test_a_notice_whose_lease_would_run_out_mid_send_is_not_sent(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    people = await add_people(sessionmaker, 2)
+    first_key, second_key = await queue(sessionmaker, people)
+    # Two notices half a second apart; the process stalls (a suspended machine) after the
+    # first: when it wakes, the second's lease (60 s after its slot) has less than the
+    # 20 s a send may take left, and another worker may take it while it is being sent.
+    stalled = [dt.timedelta(0)]
+    settings = delivery_settings(rate_per_second=2.0, batch_size=2)
+    async with telegram_engine(
+        sessionmaker, api, database_url, settings, clock=lambda: now_utc() + stalled[0]
+    ) as engine:
+        batch = asyncio.create_task(engine.round())
+        await api.wait_for("sendMessage")
+        stalled[0] = dt.timedelta(seconds=45)
+        assert await batch == 2
+        await engine.finish()
+    assert [key_of(call) for call in api.calls_of("sendMessage")] == [first_key]
+    assert engine.report.lost_leases == 1
+    status = {row.idempotency_key: row.status for row in await rows(sessionmaker)}
+    assert status == {first_key: OutboxStatus.SENT, second_key: OutboxStatus.QUEUED}
