@@ -140,6 +140,8 @@ class DeliveryEngine:
     # Per channel: this process sends nothing before then (a 429 asked to wait).
     _paused_until: dict[str, dt.datetime] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set by `run`'s caller to stop: waits for slots end early, unsent notices go back.
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._by_channel = {sender.channel: sender for sender in self.senders}
@@ -194,11 +196,16 @@ class DeliveryEngine:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
         if notices:
-            await self._sleep_until(notices[-1].slot)
+            await self._wait_until(notices[-1].slot)
         return len(notices)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Deliver until `stopping` is set; the sends in flight are finished, not dropped."""
+        """Deliver until `stopping` is set.
+
+        The sends in flight are finished, not dropped; notices whose slot has not come
+        are put back at once, for another process or the next start to send.
+        """
+        self._stopping = stopping
         while not stopping.is_set():
             try:
                 taken = await self.round()
@@ -206,10 +213,18 @@ class DeliveryEngine:
                 log.error("delivery round failed: %s", type(exc).__name__)
                 taken = 0
             if taken == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.idle_seconds)
-                self._wake.clear()
+                await self._idle()
         await self.finish()
+
+    async def _idle(self) -> None:
+        """Wait `idle_seconds`, or less if woken or stopped."""
+        waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(self._stopping.wait())]
+        await asyncio.wait(
+            waits, timeout=self.settings.idle_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        for wait in waits:
+            wait.cancel()
+        self._wake.clear()
 
     async def finish(self) -> None:
         """Wait for the sends in flight to be settled."""
@@ -242,18 +257,26 @@ class DeliveryEngine:
                     continue
                 await self.finish()
                 return self.report
-            await self._sleep_until(paced)
+            await self._wait_until(paced)
 
     # One notice -----------------------------------------------------------------------
 
-    async def _sleep_until(self, moment: dt.datetime) -> None:
+    async def _wait_until(self, moment: dt.datetime) -> bool:
+        """Wait until `moment`; return False if the engine was stopped before it came."""
         seconds = (moment - self.clock()).total_seconds()
-        if seconds > 0:
-            await asyncio.sleep(seconds)
+        if seconds <= 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+            return False
+        return True
 
     async def _send_at_slot(self, notice: Notice) -> None:
         try:
-            await self._sleep_until(notice.slot)
+            if not await self._wait_until(notice.slot):
+                async with self.sessionmaker() as session, session.begin():
+                    await outbox.release(session, notice, per_chat=self.settings.per_chat_seconds)
+                return
             if self.clock() + dt.timedelta(seconds=self.settings.send_timeout) > notice.token:
                 # The process stalled past the slot (a suspended machine): the lease could
                 # run out mid-send and another worker send the notice too. It is left to

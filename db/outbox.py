@@ -417,6 +417,23 @@ async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime)
     await _settle(session, notice, {"lease_until": until})
 
 
+async def release(session: AsyncSession, notice: Notice, *, per_chat: float) -> None:
+    """Put a claimed notice back unsent (the worker stops): any worker may take it now.
+
+    The person's pace that the claim set for the notice's slot is lifted too: nothing
+    was sent to them since the claim, which found them unpaced.
+    """
+    await _settle(session, notice, {"lease_until": None})
+    await session.execute(
+        update(ChannelAccount)
+        .where(
+            ChannelAccount.id == notice.account_id,
+            ChannelAccount.next_send_at == notice.slot + dt.timedelta(seconds=per_chat),
+        )
+        .values(next_send_at=None)
+    )
+
+
 async def retry_later(
     session: AsyncSession,
     notice: Notice,

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import now_utc
-from db.models import OutboxStatus
+from db import outbox
+from db.models import DeliveryPace, OutboxStatus
 from jobs.timing import NotifySettings, QuietHours
-from tests.delivery_support import add_people, key_of, queue, rows, telegram_engine
+from tests.delivery_support import (
+    add_people,
+    delivery_settings,
+    key_of,
+    queue,
+    rows,
+    telegram_engine,
+)
 from tests.fake_bot_api import FakeBotApi
 from tests.telegram_support import fake_bot_api
 
 ZONE = NotifySettings().zone
+PACE = outbox.Pace(interval={"telegram": 0.05}, per_chat=1.0, lease=dt.timedelta(seconds=60))
 NIGHTS = NotifySettings(quiet_hours=QuietHours(dt.time(21), dt.time(7)))
 
 
@@ -76,3 +87,33 @@ async def test_in_quiet_hours_only_urgent_notices_go_the_rest_wait_for_the_morni
     assert status[f"stale{people[3]}-0"] == OutboxStatus.SKIPPED
     [skipped] = [row for row in await rows(sessionmaker) if row.idempotency_key.startswith("stale")]
     assert (skipped.last_error, skipped.sent_at) == ("expired", None)
+
+
+async def test_a_stop_sends_nothing_more_and_puts_back_the_notices_not_yet_due(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    people = await add_people(sessionmaker, 5)
+    keys = await queue(sessionmaker, people)
+    # One a second: the batch of five has slots up to four seconds ahead.
+    slow = delivery_settings(rate_per_second=1.0, batch_size=5)
+    async with telegram_engine(sessionmaker, api, database_url, slow) as engine:
+        stopping = asyncio.Event()
+        run = asyncio.create_task(engine.run(stopping))
+        await api.wait_for("sendMessage")
+        stopped_at = time.monotonic()
+        stopping.set()
+        await asyncio.wait_for(run, timeout=10)
+        assert time.monotonic() - stopped_at < 0.5
+    assert [key_of(call) for call in api.calls_of("sendMessage")] == keys[:1]
+    left = [row for row in await rows(sessionmaker) if row.status == OutboxStatus.QUEUED]
+    assert len(left) == 4
+    assert {row.lease_until for row in left} == {None}
+    # Another worker may take them at once (at the channel's next free slot: the slots
+    # the stopped engine had reserved are not given back), not after a minute's lease.
+    async with sessionmaker() as session, session.begin():
+        pace = await session.get(DeliveryPace, "telegram")
+        assert pace is not None
+        claim = await outbox.claim_batch(
+            session, ["telegram"], now=pace.next_at, limit=5, pace=PACE
+        )
+    assert sorted(n.id for n in claim.notices) == sorted(row.id for row in left)
