@@ -52,7 +52,8 @@ from jobs.timing import NotifySettings
 
 log = logging.getLogger(__name__)
 
-# `drain` waits for notices held back this long at most (a chat's pace, a 429's pause).
+# `drain` waits for notices held back this long at most (a chat's pace, a 429's pause),
+# and gives up after this long without anything settled (a server refusing every send).
 DRAIN_WAITS_FOR = dt.timedelta(seconds=30)
 # The longest wait between two retries of a failing notice.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
@@ -142,6 +143,10 @@ class DeliveryEngine:
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `run`'s caller to stop: waits for slots end early, unsent notices go back.
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Notices this engine put back until a 429's pause ends: id → when they may go.
+    _postponed: dict[int, dt.datetime] = field(default_factory=dict)
+    # When the last claim found a channel paused with notices due for it, until when.
+    _held_until: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         self._by_channel = {sender.channel: sender for sender in self.senders}
@@ -182,6 +187,9 @@ class DeliveryEngine:
             )
         self.report.skipped += claim.skipped
         self.report.unreachable += claim.unreachable
+        self._held_until = claim.held_until
+        for notice in claim.notices:
+            self._postponed.pop(notice.id, None)
         return claim.notices
 
     async def round(self) -> int:
@@ -234,30 +242,52 @@ class DeliveryEngine:
     async def drain(self) -> DeliveryReport:
         """Send everything due now, waiting for chats' paces, then return the report.
 
-        Notices held back briefly (a chat's pace, a 429's pause) are waited for; those
-        waiting for a retry's backoff or for the end of quiet hours stay queued.
+        Notices held back briefly (a chat's pace, a 429's pause of up to DRAIN_WAITS_FOR)
+        are waited for; those waiting for a retry's backoff, a longer pause or the end of
+        quiet hours stay queued. It gives up after DRAIN_WAITS_FOR without progress.
         """
+        settled, settled_at = self._settled(), self.clock()
         while True:
             taken = await self.round()
+            if self._settled() != settled:
+                settled, settled_at = self._settled(), self.clock()
+            elif self.clock() - settled_at > DRAIN_WAITS_FOR:
+                break
             if taken:
                 continue
             await self.finish()
             now = self.clock()
-            async with self.sessionmaker() as session:
-                paced = await outbox.next_waiting(
-                    session,
-                    sorted(self._by_channel),
-                    now=now,
-                    quiet=self._quiet(now),
-                    within=DRAIN_WAITS_FOR,
-                )
-            if paced is None:
+            if self._settled() != settled:
+                settled, settled_at = self._settled(), now
+            resume = await self._resume_at(now)
+            if resume is None or resume > settled_at + DRAIN_WAITS_FOR:
                 # A settle may have requeued a notice for another account: one more look.
                 if await self.round():
                     continue
-                await self.finish()
-                return self.report
-            await self._wait_until(paced)
+                break
+            await self._wait_until(resume)
+        await self.finish()
+        return self.report
+
+    def _settled(self) -> int:
+        """Return how many notices this engine has settled (a 429 settles nothing)."""
+        report = self.report
+        return report.sent + report.failed + report.retried + report.skipped + report.unreachable
+
+    async def _resume_at(self, now: dt.datetime) -> dt.datetime | None:
+        """Return when a notice due now but held back may go, if one is; None otherwise.
+
+        Held back: its person's pace, this engine's 429 pauses, or its channel's pace
+        being too far ahead to claim for (another process's 429). A retry's backoff does
+        not hold a notice back: it is due again later, not now.
+        """
+        async with self.sessionmaker() as session:
+            paced = await outbox.next_paced(
+                session, sorted(self._by_channel), now=now, quiet=self._quiet(now)
+            )
+        self._postponed = {key: until for key, until in self._postponed.items() if until > now}
+        moments = [*self._postponed.values(), paced, self._held_until]
+        return min((moment for moment in moments if moment is not None), default=None)
 
     # One notice -----------------------------------------------------------------------
 
@@ -298,6 +328,7 @@ class DeliveryEngine:
             # The channel asked to wait after this notice's slot was reserved.
             async with self.sessionmaker() as session, session.begin():
                 await outbox.postpone(session, notice, until=paused)
+            self._postponed[notice.id] = paused
             return
         sender = self._by_channel[notice.channel]
         language = supported_language(notice.language) or self.notify.chat.default_language
@@ -348,6 +379,7 @@ class DeliveryEngine:
         async with self.sessionmaker() as session, session.begin():
             await outbox.postpone(session, notice, until=until)
             await outbox.throttle(session, notice.channel, until=until)
+        self._postponed[notice.id] = until
 
     async def _unreachable(self, notice: Notice, exc: Unreachable) -> None:
         log.info("outbox row %s: account %s unreachable", notice.id, notice.account_id)

@@ -72,6 +72,9 @@ class Pace:
     # Seconds between two notices to one person.
     per_chat: float
     lease: dt.timedelta
+    # A channel whose next free slot is further ahead than this (a long 429's pause) is
+    # not claimed for: its notices stay queued rather than leased to a sleeping worker.
+    ahead: dt.timedelta = dt.timedelta(seconds=10)
 
 
 @dataclass
@@ -81,6 +84,9 @@ class Claim:
     notices: list[Notice]
     skipped: int = 0
     unreachable: int = 0
+    # When the first channel held by its pace, with notices due for it, may be claimed
+    # for again (None: none was held).
+    held_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -249,11 +255,21 @@ async def claim_batch(
     hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
+    claim = Claim([])
+    paused = await _paced_beyond(session, channels, now + pace.ahead)
+    if paused:
+        waiting = await session.scalar(
+            select(exists().where(*_due(now, quiet, sorted(paused)), ~_person_paced(now)))
+        )
+        if waiting:
+            claim.held_until = min(paused.values()) - pace.ahead
+        channels = [channel for channel in channels if channel not in paused]
+        if not channels:
+            return claim
     stmt = _candidates(now, quiet, channels, limit * SCAN_FACTOR)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
     rows = (await session.execute(stmt)).all()
-    claim = Claim([])
     expired = {row.id for row in rows if row.expires_at is not None and row.expires_at <= now}
     rows = [row for row in rows if row.id not in expired]
     accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
@@ -317,6 +333,18 @@ async def claim_batch(
     return claim
 
 
+async def _paced_beyond(
+    session: AsyncSession, channels: Sequence[str], horizon: dt.datetime
+) -> dict[str, dt.datetime]:
+    """Return the channels whose next free slot lies beyond `horizon`, with that slot."""
+    found = await session.execute(
+        select(DeliveryPace.channel, DeliveryPace.next_at).where(
+            DeliveryPace.channel.in_(channels), DeliveryPace.next_at > horizon
+        )
+    )
+    return {channel: next_at for channel, next_at in found.all()}
+
+
 async def _reachable_people(session: AsyncSession, person_ids: set[int]) -> set[int]:
     """Return which of `person_ids` have a reachable account on any channel."""
     if not person_ids:
@@ -338,36 +366,20 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
     return len(ids)
 
 
-async def next_waiting(
-    session: AsyncSession,
-    channels: Sequence[str],
-    *,
-    now: dt.datetime,
-    quiet: bool,
-    within: dt.timedelta,
+async def next_paced(
+    session: AsyncSession, channels: Sequence[str], *, now: dt.datetime, quiet: bool
 ) -> dt.datetime | None:
-    """Return when the earliest notice due now but briefly held back may go, if soon.
+    """Return when the first person with a notice due now, held by their pace, may get it.
 
-    Held back: its person's pace (another notice just went to them), or a short wait a
-    429 asked for. Notices waiting longer (a retry's backoff) are not waited for.
+    Their pace: another notice just went to them (per_chat_seconds); None if no due
+    notice waits for a person's pace.
     """
-    horizon = now + within
-    paced = await session.scalar(
+    paced: dt.datetime | None = await session.scalar(
         select(func.min(ChannelAccount.next_send_at))
         .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
         .where(*_due(now, quiet, channels), ChannelAccount.next_send_at > now)
     )
-    held = [
-        OutboxMessage.status == OutboxStatus.QUEUED,
-        OutboxMessage.due_at <= now,
-        OutboxMessage.lease_until > now,
-        OutboxMessage.lease_until <= horizon,
-    ]
-    if quiet:
-        held.append(OutboxMessage.urgent.is_(True))
-    postponed = await session.scalar(select(func.min(OutboxMessage.lease_until)).where(*held))
-    soonest = [moment for moment in (paced, postponed) if moment is not None and moment <= horizon]
-    return min(soonest, default=None)
+    return paced
 
 
 async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import delivery
 from bot.delivery import now_utc
 from db import outbox
 from db.models import DeliveryPace, OutboxStatus
@@ -20,6 +21,7 @@ from tests.delivery_support import (
     key_of,
     queue,
     rows,
+    statuses,
     telegram_engine,
 )
 from tests.fake_bot_api import FakeBotApi
@@ -117,3 +119,58 @@ async def test_a_stop_sends_nothing_more_and_puts_back_the_notices_not_yet_due(
             session, ["telegram"], now=pace.next_at, limit=5, pace=PACE
         )
     assert sorted(n.id for n in claim.notices) == sorted(row.id for row in left)
+
+
+async def test_drain_leaves_a_retry_to_its_backoff_instead_of_waiting_for_it(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    people = await add_people(sessionmaker, 2)
+    first_key, second_key = await queue(sessionmaker, people)
+    api.fail("sendMessage", 502, "Bad Gateway")
+    settings = delivery_settings(retry_base=dt.timedelta(seconds=3))
+    started = time.monotonic()
+    async with telegram_engine(sessionmaker, api, database_url, settings) as engine:
+        report = await asyncio.wait_for(engine.drain(), timeout=10)
+    assert time.monotonic() - started < 2
+    assert (report.sent, report.retried) == (1, 1)
+    status = {row.idempotency_key: (row.status, row.attempts) for row in await rows(sessionmaker)}
+    assert status == {first_key: (OutboxStatus.QUEUED, 1), second_key: (OutboxStatus.SENT, 0)}
+
+
+async def test_drain_gives_up_when_the_server_keeps_refusing_with_429(
+    api: FakeBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(delivery, "DRAIN_WAITS_FOR", dt.timedelta(seconds=2))
+    people = await add_people(sessionmaker, 3)
+    await queue(sessionmaker, people)
+    api.fail("sendMessage", 429, "Too Many Requests: retry after 1", times=1000, retry_after=1)
+    async with telegram_engine(sessionmaker, api, database_url) as engine:
+        report = await asyncio.wait_for(engine.drain(), timeout=10)
+    assert report.sent == 0
+    assert report.throttled >= 2
+    assert await statuses(sessionmaker) == {OutboxStatus.QUEUED: 3}
+
+
+async def test_drain_does_not_sleep_through_a_long_429_it_leaves_the_rest_queued(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    people = await add_people(sessionmaker, 30)
+    await queue(sessionmaker, people)
+    api.fail_flood("sendMessage", retry_after=120)
+    async with telegram_engine(sessionmaker, api, database_url) as engine:
+        report = await asyncio.wait_for(engine.drain(), timeout=10)
+    # (The next slot's send may have left before the 429 came back.)
+    assert report.throttled == 1
+    assert report.sent <= 1
+    assert len(api.calls_of("sendMessage")) == 1 + report.sent
+    assert await statuses(sessionmaker) == {OutboxStatus.QUEUED: 30 - report.sent} | (
+        {OutboxStatus.SENT: 1} if report.sent else {}
+    )
+    # A worker that runs on (the service) sends them once the pause is over.
+    async with sessionmaker() as session, session.begin():
+        pace = await session.get(DeliveryPace, "telegram")
+        assert pace is not None
+        assert pace.next_at >= now_utc() + dt.timedelta(seconds=110)
