@@ -305,15 +305,6 @@ async def claim_batch(
         )
         for row, slot in zip(channel_rows, slots, strict=True):
             account = accounts[row.person_id]
-            token = slot + pace.lease
-            await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row.id).values(lease_until=token)
-            )
-            await session.execute(
-                update(ChannelAccount)
-                .where(ChannelAccount.id == account.id)
-                .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
-            )
             claim.notices.append(
                 Notice(
                     id=row.id,
@@ -326,9 +317,20 @@ async def claim_batch(
                     payload=row.payload,
                     attempts=row.attempts,
                     slot=slot,
-                    token=token,
+                    token=slot + pace.lease,
                 )
             )
+    if claim.notices:
+        # One statement each, run for every row (executemany): the claim holds its locks
+        # (on SQLite, the database's) for milliseconds, not a round trip per row.
+        per_chat = dt.timedelta(seconds=pace.per_chat)
+        await session.execute(
+            update(OutboxMessage), [{"id": n.id, "lease_until": n.token} for n in claim.notices]
+        )
+        await session.execute(
+            update(ChannelAccount),
+            [{"id": n.account_id, "next_send_at": n.slot + per_chat} for n in claim.notices],
+        )
     claim.notices.sort(key=lambda notice: notice.slot)
     return claim
 
