@@ -15,6 +15,7 @@ claimed again: a notice sent just before the crash may be sent once more, never 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,9 +218,21 @@ def _better(account: _Account, current: _Account, preferred: str | None) -> bool
 
 
 async def _reserve_slots(
-    session: AsyncSession, channel: str, count: int, now: dt.datetime, interval: float, *, pg: bool
+    session: AsyncSession,
+    channel: str,
+    count: int,
+    now: dt.datetime,
+    started: float,
+    interval: float,
+    *,
+    pg: bool,
 ) -> list[dt.datetime]:
-    """Reserve `count` consecutive send slots of the channel's global pace; return them."""
+    """Reserve `count` consecutive send slots of the channel's global pace; return them.
+
+    `now` is when the claim began, at `started` (time.monotonic()). The slots start no
+    earlier than the moment the pace is locked: a claim that waited for a lock (another
+    process's claim) would otherwise get slots already past, sent at once in a burst.
+    """
     await session.execute(
         upsert_insert(session, DeliveryPace)
         .values(channel=channel, next_at=now, slowdown=1.0)
@@ -230,7 +243,7 @@ async def _reserve_slots(
         stmt = stmt.with_for_update()
     pace = (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
     step = dt.timedelta(seconds=interval * pace.slowdown)
-    start = max(pace.next_at, now)
+    start = max(pace.next_at, now + dt.timedelta(seconds=time.monotonic() - started))
     slots = [start + step * index for index in range(count)]
     pace.next_at = start + step * count
     pace.slowdown = max(1.0, pace.slowdown * RECOVERY)
@@ -255,6 +268,7 @@ async def claim_batch(
     hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
+    started = time.monotonic()
     claim = Claim([])
     paused = await _paced_beyond(session, channels, now + pace.ahead)
     if paused:
@@ -301,7 +315,7 @@ async def claim_batch(
         by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
     for channel, channel_rows in sorted(by_channel.items()):
         slots = await _reserve_slots(
-            session, channel, len(channel_rows), now, pace.interval[channel], pg=pg
+            session, channel, len(channel_rows), now, started, pace.interval[channel], pg=pg
         )
         for row, slot in zip(channel_rows, slots, strict=True):
             account = accounts[row.person_id]

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import now_utc
 from db import outbox
-from db.models import OutboxMessage, OutboxStatus
+from db.models import DeliveryPace, OutboxMessage, OutboxStatus
 from db.repos import Repos
 from db.session import create_engine, create_sessionmaker
 from handlers.notices import notify
@@ -167,3 +167,37 @@ async def test_notices_for_people_reachable_only_on_another_channel_wait_for_it(
         claim = await outbox.claim_batch(session, ["zalo"], now=now, limit=50, pace=pace)
     assert sorted(n.person_id for n in claim.notices) == on_zalo
     assert {n.channel for n in claim.notices} == {"zalo"}
+
+
+async def test_a_claim_that_waited_for_a_lock_gets_slots_from_when_it_got_it(
+    sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    people = await add_people(sessionmaker, 3)
+    await queue(sessionmaker, people)
+    async with sessionmaker() as session, session.begin():
+        session.add(DeliveryPace(channel="telegram", next_at=now_utc(), slowdown=1.0))
+    # Another process's unit of work holds the channel's pace (on SQLite, the database)
+    # for 0.3 s while this claim starts.
+    engine = create_engine(database_url)
+    locked = asyncio.Event()
+
+    async def hold() -> None:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await session.execute(select(DeliveryPace).with_for_update())
+            locked.set()
+            await asyncio.sleep(0.3)
+
+    try:
+        holder = asyncio.create_task(hold())
+        await locked.wait()
+        began = now_utc()
+        async with sessionmaker() as session, session.begin():
+            claim = await outbox.claim_batch(session, ["telegram"], now=began, limit=5, pace=PACE)
+        await holder
+    finally:
+        await engine.dispose()
+    # Not from `began`: those slots were past when the claim got the lock, and three
+    # messages would have gone out at once.
+    first, second, third = (notice.slot for notice in claim.notices)
+    assert first - began >= dt.timedelta(seconds=0.25)
+    assert (second - first, third - second) == (dt.timedelta(seconds=0.05),) * 2
