@@ -2,14 +2,28 @@
 
 Rate limits hold across processes because they live in the database:
 - each channel's global pace is one `delivery_pace` row: a claim reserves as many
-  consecutive send slots as it took notices, under that row's lock;
+  consecutive send slots as it took notices, under that row's lock, starting when it got
+  the lock; a channel paused far ahead (a long 429) is not claimed for;
 - the per-chat pace is the recipient's account `next_send_at`: a claim takes at most one
   notice per person, only when none of their accounts is still paced, and moves it on.
 
-Claims lease the rows (`lease_until` = slot + lease), with FOR UPDATE SKIP LOCKED on
-PostgreSQL; on SQLite a unit of work holds the write lock from its start (db/session.py),
-so a claim is atomic there too. A crash leaves the lease to run out and the row is
-claimed again: a notice sent just before the crash may be sent once more, never lost.
+Claims lease the rows (`lease_until` = slot + lease); a crash leaves the lease to run out
+and the row is claimed again: a notice sent just before the crash may be sent once more,
+never lost. Rows are settled only under the claim's token (db/leases.py).
+
+How a claim is atomic:
+- PostgreSQL: the candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers
+  never take the same row and never wait for each other on it; the accounts they pace
+  are locked in id order and the pace row last, so claimers cannot deadlock
+  (tests/test_delivery_outbox.py runs eight at once).
+- SQLite: SQLAlchemy drops FOR UPDATE there without a word. Rather than one
+  `UPDATE … RETURNING` per claim, every unit of work holds the database's write lock
+  from its BEGIN (`BEGIN IMMEDIATE`, db/session.py), so the claim's reads and writes are
+  one atomic step against every other process: a claim is several statements (the
+  candidates, the accounts to pace, the pace row) that no single UPDATE could express,
+  and the same lock already serialises every other unit of work on SQLite.
+  tests/test_delivery_processes.py proves it with two OS processes claiming from one
+  file (with the driver's own deferred BEGIN instead, they take the same rows).
 """
 
 from __future__ import annotations
