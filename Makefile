@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.roster
 	$(BIN)/python -m bench.catalog
 	$(BIN)/python -m bench.registration
+	$(BIN)/python -m bench.delivery
 
 run: $(STAMP)
 	$(BIN)/trainingbot run

@@ -14,13 +14,14 @@ import contextlib
 import itertools
 import json
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 BOT_ID = 7000000001
 BOT_USERNAME = "truong_chinh_tri_bot"
@@ -166,12 +167,12 @@ class FakeBotApi:
         if content_type == "multipart/form-data":
             reader = await request.multipart()
             async for part in reader:
-                if not hasattr(part, "read"):
+                if not isinstance(part, BodyPartReader):
                     continue
                 name = part.name or ""
-                data = await part.read()  # type: ignore[union-attr]
-                if part.filename:  # type: ignore[union-attr]
-                    params[name] = {"filename": part.filename, "content": bytes(data)}  # type: ignore[union-attr]
+                data = await part.read()
+                if part.filename:
+                    params[name] = {"filename": part.filename, "content": bytes(data)}
                 else:
                     params[name] = _decode(name, data.decode())
             return params
@@ -533,3 +534,20 @@ def member_update(update_id: int, status: str, *, user_id: int = 111) -> dict[st
             "new_chat_member": {"user": bot, "status": status, **member_extra},
         },
     }
+
+
+async def _serve_until_stdin_closes() -> None:
+    """Serve the fake Bot API, print its base URL, and stop when stdin closes."""
+    api = FakeBotApi()
+    await api.start()
+    print(api.base_url, flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()
+    await api.stop()
+
+
+if __name__ == "__main__":
+    # A server in a process of its own, for benchmarks whose client must not share a core.
+    asyncio.run(_serve_until_stdin_closes())
