@@ -4,9 +4,10 @@ Each round claims a batch of due notices (db/outbox.py: at most one per person, 
 with a send slot of its channel's shared global pace), sends each at its slot through the
 channel's `Sender`, and settles it in its own unit of work:
 - sent → SENT;
-- Throttled (429) → the notice waits `retry_after` (no attempt counted), every process's
-  pace on the channel holds until then and slows down; this process's notices not yet
-  sent on that channel are put back instead of sent into the pause;
+- Throttled (429; ChannelDown: the bot's token refused) → the notice waits `retry_after`
+  (no attempt counted), every process's pace on the channel holds until then and slows
+  down; this process's notices not yet sent on that channel are put back instead of
+  sent into the pause;
 - TemporaryFailure (5xx, timeout, network, or no answer within `send_timeout`) →
   retried after an exponential backoff with jitter, FAILED with the reason after
   `max_attempts`;
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.senders import (
+    ChannelDown,
     DeliveryError,
     PermanentFailure,
     Sender,
@@ -370,9 +372,12 @@ class DeliveryEngine:
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
-        log.warning(
-            "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
-        )
+        if isinstance(exc, ChannelDown):
+            log.error("%s cannot send: %s; notices wait", notice.channel, exc.reason)
+        else:
+            log.warning(
+                "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
+            )
         self.report.throttled += 1
         current = self._paused_until.get(notice.channel)
         self._paused_until[notice.channel] = until if current is None else max(current, until)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.delivery import now_utc
-from db.models import ChannelAccount, OutboxStatus
+from db.models import ChannelAccount, DeliveryPace, OutboxStatus
 from tests.delivery_support import (
     RecordingSender,
     add_people,
@@ -180,3 +180,23 @@ async def test_a_notice_whose_lease_would_run_out_mid_send_is_not_sent(
     assert engine.report.lost_leases == 1
     status = {row.idempotency_key: row.status for row in await rows(sessionmaker)}
     assert status == {first_key: OutboxStatus.SENT, second_key: OutboxStatus.QUEUED}
+
+
+async def test_a_refused_bot_token_fails_no_notice_the_channel_waits_instead(
+    api: FakeBotApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    # The token was revoked (@BotFather): every send is refused with 401. That is the
+    # bot's problem, not the recipients': their notices must survive until it is fixed.
+    people = await add_people(sessionmaker, 3)
+    await queue(sessionmaker, people)
+    api.fail("sendMessage", 401, "Unauthorized", times=1000)
+    async with telegram_engine(sessionmaker, api, database_url) as engine:
+        report = await asyncio.wait_for(engine.drain(), timeout=10)
+    assert (report.sent, report.failed, report.throttled) == (0, 0, 1)
+    assert {(row.status, row.attempts) for row in await rows(sessionmaker)} == {
+        (OutboxStatus.QUEUED, 0)
+    }
+    async with sessionmaker() as session:
+        pace = await session.get(DeliveryPace, "telegram")
+    assert pace is not None
+    assert pace.next_at >= now_utc() + dt.timedelta(seconds=50)
