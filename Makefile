@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.registration
 	$(BIN)/python -m bench.reminders
 	$(BIN)/python -m bench.broadcast
+	$(BIN)/python -m bench.delivery
 
 run: $(STAMP)
 	$(BIN)/trainingbot run

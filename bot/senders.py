@@ -1,8 +1,9 @@
 """What a channel offers the delivery engine: send one notice, and failures in neutral words.
 
-A channel maps its platform's answers onto these errors (Telegram: 429 → Throttled, 403 →
-Unreachable, 5xx and network errors → TemporaryFailure, any other refusal →
-PermanentFailure; Zalo's quota refusals → QuotaExhausted); the engine decides what each
+A channel maps its platform's answers onto these errors (Telegram: 429 → Throttled, a
+refused bot token → ChannelDown, 403 → Unreachable, 5xx and network errors →
+TemporaryFailure, any other refusal → PermanentFailure; Zalo's quota refusals →
+QuotaExhausted); the engine decides what each
 means for the outbox row, the same way for every channel.
 """
 
@@ -27,6 +28,14 @@ class Throttled(DeliveryError):
     def __init__(self, reason: str, retry_after: float) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class ChannelDown(Throttled):
+    """The channel cannot send anything now (its bot token refused): wait, fail nothing.
+
+    Handled as a 429 for the whole channel: notices wait `retry_after` without counting
+    an attempt, until the operator fixes the channel.
+    """
 
 
 class Unreachable(DeliveryError):

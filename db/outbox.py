@@ -2,25 +2,41 @@
 
 Rate limits hold across processes because they live in the database:
 - each channel's global pace is one `delivery_pace` row: a claim reserves as many
-  consecutive send slots as it took notices, under that row's lock;
+  consecutive send slots as it took notices, under that row's lock, starting when it got
+  the lock; a channel paused far ahead (a long 429) is not claimed for;
 - the per-chat pace is the recipient's account `next_send_at`: a claim takes at most one
   notice per person, only when none of their accounts is still paced, and moves it on.
 
-Claims lease the rows (`lease_until` = slot + lease), with FOR UPDATE SKIP LOCKED on
-PostgreSQL; on SQLite a unit of work holds the write lock from its start (db/session.py),
-so a claim is atomic there too. A crash leaves the lease to run out and the row is
-claimed again: a notice sent just before the crash may be sent once more, never lost.
+Claims lease the rows (`lease_until` = slot + lease); a crash leaves the lease to run out
+and the row is claimed again: a notice sent just before the crash may be sent once more,
+never lost. Rows are settled only under the claim's token (db/leases.py).
+
+How a claim is atomic:
+- PostgreSQL: the candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers
+  never take the same row and never wait for each other on it; the accounts they pace
+  are locked in id order and the pace row last, so claimers cannot deadlock
+  (tests/test_delivery_outbox.py runs eight at once).
+- SQLite: SQLAlchemy drops FOR UPDATE there without a word. Rather than one
+  `UPDATE … RETURNING` per claim, every unit of work holds the database's write lock
+  from its BEGIN (`BEGIN IMMEDIATE`, db/session.py), so the claim's reads and writes are
+  one atomic step against every other process: a claim is several statements (the
+  candidates, the accounts to pace, the pace row) that no single UPDATE could express,
+  and the same lock already serialises every other unit of work on SQLite.
+  tests/test_delivery_processes.py proves it with two OS processes claiming from one
+  file (with the driver's own deferred BEGIN instead, they take the same rows).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
@@ -72,6 +88,9 @@ class Pace:
     # Seconds between two notices to one person.
     per_chat: float
     lease: dt.timedelta
+    # A channel whose next free slot is further ahead than this (a long 429's pause) is
+    # not claimed for: its notices stay queued rather than leased to a sleeping worker.
+    ahead: dt.timedelta = dt.timedelta(seconds=10)
 
 
 @dataclass
@@ -81,6 +100,9 @@ class Claim:
     notices: list[Notice]
     skipped: int = 0
     unreachable: int = 0
+    # When the first channel held by its pace, with notices due for it, may be claimed
+    # for again (None: none was held).
+    held_until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,15 +116,36 @@ class _Account:
     next_send_at: dt.datetime | None
 
 
-def _due(now: dt.datetime, quiet: bool) -> list[Any]:
+def _due(now: dt.datetime, quiet: bool, channels: Sequence[str]) -> list[Any]:
+    """Return the conditions of a notice that a worker serving `channels` may take now.
+
+    A notice whose person is reachable only on other channels is left for a worker that
+    serves one of them; one whose person is reachable nowhere is taken, to be failed.
+    """
     conditions: list[Any] = [
         OutboxMessage.status == OutboxStatus.QUEUED,
         OutboxMessage.due_at <= now,
         lease_free(OutboxMessage, now),
+        _reachable(channels) | ~_reachable(None),
     ]
     if quiet:
         conditions.append(OutboxMessage.urgent.is_(True))
     return conditions
+
+
+def _reachable(channels: Sequence[str] | None) -> Any:
+    """Return the condition that a notice's person has a reachable account on `channels`.
+
+    None: on any channel.
+    """
+    # An alias, so that it correlates with the notice even in a query of accounts.
+    account = aliased(ChannelAccount)
+    condition = exists().where(
+        account.person_id == OutboxMessage.person_id, account.reachable.is_(True)
+    )
+    if channels is not None:
+        condition = condition.where(account.channel.in_(channels))
+    return condition
 
 
 def _person_paced(now: dt.datetime) -> Any:
@@ -113,7 +156,7 @@ def _person_paced(now: dt.datetime) -> Any:
     )
 
 
-def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
+def _candidates(now: dt.datetime, quiet: bool, channels: Sequence[str], limit: int) -> Select[Any]:
     # A broadcast's thousands of notices go after the personal ones of the same urgency,
     # so a confirmation or a reminder does not wait for the whole broadcast.
     return (
@@ -126,7 +169,7 @@ def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
             OutboxMessage.expires_at,
             OutboxMessage.broadcast_id,
         )
-        .where(*_due(now, quiet), ~_person_paced(now))
+        .where(*_due(now, quiet, channels), ~_person_paced(now))
         .order_by(
             OutboxMessage.urgent.desc(),
             OutboxMessage.broadcast_id.is_not(None),
@@ -215,9 +258,21 @@ def _better(account: _Account, current: _Account, preferred: str | None) -> bool
 
 
 async def _reserve_slots(
-    session: AsyncSession, channel: str, count: int, now: dt.datetime, interval: float, *, pg: bool
+    session: AsyncSession,
+    channel: str,
+    count: int,
+    now: dt.datetime,
+    started: float,
+    interval: float,
+    *,
+    pg: bool,
 ) -> list[dt.datetime]:
-    """Reserve `count` consecutive send slots of the channel's global pace; return them."""
+    """Reserve `count` consecutive send slots of the channel's global pace; return them.
+
+    `now` is when the claim began, at `started` (time.monotonic()). The slots start no
+    earlier than the moment the pace is locked: a claim that waited for a lock (another
+    process's claim) would otherwise get slots already past, sent at once in a burst.
+    """
     await session.execute(
         upsert_insert(session, DeliveryPace)
         .values(channel=channel, next_at=now, slowdown=1.0)
@@ -228,7 +283,7 @@ async def _reserve_slots(
         stmt = stmt.with_for_update()
     pace = (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
     step = dt.timedelta(seconds=interval * pace.slowdown)
-    start = max(pace.next_at, now)
+    start = max(pace.next_at, now + dt.timedelta(seconds=time.monotonic() - started))
     slots = [start + step * index for index in range(count)]
     pace.next_at = start + step * count
     pace.slowdown = max(1.0, pace.slowdown * RECOVERY)
@@ -248,21 +303,38 @@ async def claim_batch(
     """Lease up to `limit` due notices, at most one per person, each with its send slot.
 
     Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
-    any of `channels` end FAILED ("unreachable"). In `quiet` hours only urgent notices
-    are taken.
+    any channel end FAILED ("unreachable"); those whose person is reachable only on
+    channels other than `channels` stay queued for a worker that serves one. In `quiet`
+    hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
-    stmt = _candidates(now, quiet, limit * SCAN_FACTOR)
+    started = time.monotonic()
+    claim = Claim([])
+    paused = await _paced_beyond(session, channels, now + pace.ahead)
+    if paused:
+        waiting = await session.scalar(
+            select(exists().where(*_due(now, quiet, sorted(paused)), ~_person_paced(now)))
+        )
+        if waiting:
+            claim.held_until = min(paused.values()) - pace.ahead
+        channels = [channel for channel in channels if channel not in paused]
+        if not channels:
+            return claim
+    stmt = _candidates(now, quiet, channels, limit * SCAN_FACTOR)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
     rows = (await session.execute(stmt)).all()
-    claim = Claim([])
     expired = {row.id for row in rows if row.expires_at is not None and row.expires_at <= now}
     rows = [row for row in rows if row.id not in expired]
     accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
     if expired:
         claim.skipped = await _end(session, sorted(expired), OutboxStatus.SKIPPED, "expired")
-    unreachable = [row.id for row in rows if row.person_id not in accounts]
+    stranded = {row.person_id for row in rows if row.person_id not in accounts} - {None}
+    # (Reachable elsewhere: an account on `channels` went unreachable since the pick.)
+    elsewhere = await _reachable_people(session, stranded)
+    unreachable = [
+        row.id for row in rows if row.person_id not in accounts and row.person_id not in elsewhere
+    ]
     if unreachable:
         claim.unreachable = await _end(
             session, unreachable, OutboxStatus.FAILED, "unreachable: no reachable account"
@@ -284,19 +356,10 @@ async def claim_batch(
         by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
     for channel, channel_rows in sorted(by_channel.items()):
         slots = await _reserve_slots(
-            session, channel, len(channel_rows), now, pace.interval[channel], pg=pg
+            session, channel, len(channel_rows), now, started, pace.interval[channel], pg=pg
         )
         for row, slot in zip(channel_rows, slots, strict=True):
             account = accounts[row.person_id]
-            token = slot + pace.lease
-            await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row.id).values(lease_until=token)
-            )
-            await session.execute(
-                update(ChannelAccount)
-                .where(ChannelAccount.id == account.id)
-                .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
-            )
             claim.notices.append(
                 Notice(
                     id=row.id,
@@ -309,11 +372,46 @@ async def claim_batch(
                     payload=payloads[row.id],
                     attempts=row.attempts,
                     slot=slot,
-                    token=token,
+                    token=slot + pace.lease,
                 )
             )
+    if claim.notices:
+        # One statement each, run for every row (executemany): the claim holds its locks
+        # (on SQLite, the database's) for milliseconds, not a round trip per row.
+        per_chat = dt.timedelta(seconds=pace.per_chat)
+        await session.execute(
+            update(OutboxMessage), [{"id": n.id, "lease_until": n.token} for n in claim.notices]
+        )
+        await session.execute(
+            update(ChannelAccount),
+            [{"id": n.account_id, "next_send_at": n.slot + per_chat} for n in claim.notices],
+        )
     claim.notices.sort(key=lambda notice: notice.slot)
     return claim
+
+
+async def _paced_beyond(
+    session: AsyncSession, channels: Sequence[str], horizon: dt.datetime
+) -> dict[str, dt.datetime]:
+    """Return the channels whose next free slot lies beyond `horizon`, with that slot."""
+    found = await session.execute(
+        select(DeliveryPace.channel, DeliveryPace.next_at).where(
+            DeliveryPace.channel.in_(channels), DeliveryPace.next_at > horizon
+        )
+    )
+    return {channel: next_at for channel, next_at in found.all()}
+
+
+async def _reachable_people(session: AsyncSession, person_ids: set[int]) -> set[int]:
+    """Return which of `person_ids` have a reachable account on any channel."""
+    if not person_ids:
+        return set()
+    found = await session.scalars(
+        select(ChannelAccount.person_id).where(
+            ChannelAccount.person_id.in_(person_ids), ChannelAccount.reachable.is_(True)
+        )
+    )
+    return set(found)
 
 
 async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reason: str) -> int:
@@ -325,31 +423,20 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
     return len(ids)
 
 
-async def next_waiting(
-    session: AsyncSession, *, now: dt.datetime, quiet: bool, within: dt.timedelta
+async def next_paced(
+    session: AsyncSession, channels: Sequence[str], *, now: dt.datetime, quiet: bool
 ) -> dt.datetime | None:
-    """Return when the earliest notice due now but briefly held back may go, if soon.
+    """Return when the first person with a notice due now, held by their pace, may get it.
 
-    Held back: its person's pace (another notice just went to them), or a short wait a
-    429 asked for. Notices waiting longer (a retry's backoff) are not waited for.
+    Their pace: another notice just went to them (per_chat_seconds); None if no due
+    notice waits for a person's pace.
     """
-    horizon = now + within
-    paced = await session.scalar(
+    paced: dt.datetime | None = await session.scalar(
         select(func.min(ChannelAccount.next_send_at))
         .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
-        .where(*_due(now, quiet), ChannelAccount.next_send_at > now)
+        .where(*_due(now, quiet, channels), ChannelAccount.next_send_at > now)
     )
-    held = [
-        OutboxMessage.status == OutboxStatus.QUEUED,
-        OutboxMessage.due_at <= now,
-        OutboxMessage.lease_until > now,
-        OutboxMessage.lease_until <= horizon,
-    ]
-    if quiet:
-        held.append(OutboxMessage.urgent.is_(True))
-    postponed = await session.scalar(select(func.min(OutboxMessage.lease_until)).where(*held))
-    soonest = [moment for moment in (paced, postponed) if moment is not None and moment <= horizon]
-    return min(soonest, default=None)
+    return paced
 
 
 async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:
@@ -412,6 +499,23 @@ async def mark_failed(session: AsyncSession, notice: Notice, reason: str) -> Non
 async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
     """Send the notice after `until` (the platform asked to wait): no attempt is counted."""
     await _settle(session, notice, {"lease_until": until})
+
+
+async def release(session: AsyncSession, notice: Notice, *, per_chat: float) -> None:
+    """Put a claimed notice back unsent (the worker stops): any worker may take it now.
+
+    The person's pace that the claim set for the notice's slot is lifted too: nothing
+    was sent to them since the claim, which found them unpaced.
+    """
+    await _settle(session, notice, {"lease_until": None})
+    await session.execute(
+        update(ChannelAccount)
+        .where(
+            ChannelAccount.id == notice.account_id,
+            ChannelAccount.next_send_at == notice.slot + dt.timedelta(seconds=per_chat),
+        )
+        .values(next_send_at=None)
+    )
 
 
 async def retry_later(

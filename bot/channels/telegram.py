@@ -48,7 +48,13 @@ from bot.channels.telegram_render import (
 )
 from bot.channels.telegram_webhook import BadUpdate
 from bot.config import Settings, TelegramSettings
-from bot.senders import PermanentFailure, TemporaryFailure, Throttled, Unreachable
+from bot.senders import (
+    ChannelDown,
+    PermanentFailure,
+    TemporaryFailure,
+    Throttled,
+    Unreachable,
+)
 from db import inbox
 from db.leases import LeaseLost
 from db.models import Conversation, InboundUpdate, InboxStatus
@@ -76,6 +82,8 @@ LEASE = dt.timedelta(seconds=60)
 # A worker with nothing to do looks again this often, for updates other processes stored.
 IDLE_SECONDS = 1.0
 MAX_SEND_ATTEMPTS = 5
+# While the Bot API refuses the token, notices wait this long between two tries.
+TOKEN_REFUSED_PAUSE = 60.0
 # With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
 EMPTY_POLL_PAUSE = 1.0
 # /healthz: an API call that succeeded this recently shows the Bot API reachable; else a
@@ -641,10 +649,11 @@ class TelegramChannel:
     async def send_notice(self, external_id: str, reply: Reply, language: str) -> str | None:
         """Send a notice to a linked chat; return the id of its (last) message.
 
-        Raise the delivery engine's errors on failure: 429 → Throttled; 403 (blocked,
-        deactivated) and a chat Telegram does not know → Unreachable; timeouts, network
-        errors and 5xx (PTB's NetworkError) → TemporaryFailure; any other refusal →
-        PermanentFailure.
+        Raise the delivery engine's errors on failure: 429 → Throttled; a refused token
+        (401/404) → ChannelDown, tried again every TOKEN_REFUSED_PAUSE seconds; 403
+        (blocked, deactivated) and a chat Telegram does not know → Unreachable; timeouts,
+        network errors and 5xx (PTB's NetworkError) → TemporaryFailure; any other refusal
+        → PermanentFailure.
         """
         with _delivery_errors():
             sent = await self.send_messages(external_id, render_replies([reply], language))
@@ -682,6 +691,9 @@ def _delivery_errors() -> Iterator[None]:
         yield
     except RetryAfter as exc:
         raise Throttled("429 Too Many Requests", _retry_seconds(exc)) from None
+    except InvalidToken:
+        # 401/404: the token was revoked or mistyped; no notice is to blame.
+        raise ChannelDown("the Bot API refused the bot token", TOKEN_REFUSED_PAUSE) from None
     except Forbidden as exc:
         raise Unreachable(f"403 {exc.message}"[:200]) from None
     except BadRequest as exc:
