@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.catalog
 	$(BIN)/python -m bench.registration
 	$(BIN)/python -m bench.reminders
+	$(BIN)/python -m bench.broadcast
+	$(BIN)/python -m bench.delivery
 
 run: $(STAMP)
 	$(BIN)/trainingbot run

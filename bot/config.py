@@ -123,6 +123,72 @@ def _host_of(value: str) -> str | None:
     return host
 
 
+def _blank_is_none(value: Any) -> Any:
+    """Read an empty token (TRAININGBOT_TELEGRAM_TOKEN=) as no token, as leaving it out."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _bot_token(value: SecretStr | None, what: str) -> SecretStr | None:
+    """Check a chat platform's bot token: digits, a colon, then letters, digits, _ and -."""
+    if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
+        # The value is not echoed: it is a secret.
+        raise ValueError(f"is not {what} (digits, a colon, then letters, digits, _ and -)")
+    return None if value is None else SecretStr(value.get_secret_value().strip())
+
+
+def _api_root(value: str, example: str) -> str:
+    """Check a Bot API server's root URL (the bot adds /bot<token>/<method>)."""
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must start with https:// (or http:// for a local Bot API server)")
+    if _host_of(value) is None:
+        raise ValueError(f"must name a host, e.g. {example}")
+    value = value.rstrip("/")
+    if urlsplit(value).path.rsplit("/", 1)[-1].startswith("bot"):
+        raise ValueError(
+            "must be the server's root, without /bot… (the bot adds /bot<token>/<method>), "
+            f"e.g. {example}"
+        )
+    return value
+
+
+def _webhook_url(value: str | None, platform: str, example: str) -> str | None:
+    """Check the public https address a platform posts its webhooks to."""
+    if value is not None and not value.startswith("https://"):
+        raise ValueError(f"must start with https:// ({platform} posts webhooks only over TLS)")
+    if value is not None and _host_of(value) is None:
+        raise ValueError(f"must name a host, e.g. {example}")
+    return value
+
+
+def _secret(value: SecretStr | None, shape: re.Pattern[str], length: str) -> SecretStr | None:
+    """Check a webhook secret's shape without echoing it."""
+    if value is not None and not shape.fullmatch(value.get_secret_value()):
+        raise ValueError(f"must be {length} characters of A-Z, a-z, 0-9, _ and -")
+    return value
+
+
+def _absolute(value: str) -> str:
+    """Check a path served by the webhook server."""
+    if not value.startswith("/"):
+        raise ValueError("must start with /")
+    return value
+
+
+def _webhook_complete(
+    mode: str, url: str | None, secret: SecretStr | None, platform: str, length: str
+) -> None:
+    """Refuse webhook mode without the public url and the secret."""
+    missing = [name for name, value in (("url", url), ("secret_token", secret)) if value is None]
+    if mode == "webhook" and missing:
+        raise ValueError(
+            f'mode = "webhook" needs {" and ".join(missing)} (url: the public https '
+            f"address {platform} posts to; secret_token: {length} characters of A-Z, a-z, "
+            f"0-9, _ and -, best set in TRAININGBOT_{platform.upper()}_SECRET_TOKEN)"
+        )
+
+
 class TelegramSettings(_Section):
     token: SecretStr | None = None
     # polling: the bot asks Telegram for updates; webhook: Telegram posts them to `url`.
@@ -144,71 +210,36 @@ class TelegramSettings(_Section):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
-        # TRAININGBOT_TELEGRAM_TOKEN= (empty) means no token, as leaving it out does.
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return _blank_is_none(value)
 
     @field_validator("token")
     @classmethod
     def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
-            # The value is not echoed: it is a secret.
-            raise ValueError(
-                "is not a bot token: @BotFather gives one like 110201543:AAH… (digits, a colon, "
-                "then letters, digits, _ and -)"
-            )
-        return None if value is None else SecretStr(value.get_secret_value().strip())
+        return _bot_token(value, "a bot token: @BotFather gives one like 110201543:AAH…")
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for a local Bot API server)")
-        if _host_of(value) is None:
-            raise ValueError("must name a host, e.g. https://api.telegram.org")
-        value = value.rstrip("/")
-        if urlsplit(value).path.rsplit("/", 1)[-1].startswith("bot"):
-            raise ValueError(
-                "must be the server's root, without /bot… (the bot adds /bot<token>/<method>), "
-                "e.g. https://api.telegram.org"
-            )
-        return value
+        return _api_root(value, "https://api.telegram.org")
 
     @field_validator("url")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("must start with https:// (Telegram posts webhooks only over TLS)")
-        if value is not None and _host_of(value) is None:
-            raise ValueError("must name a host, e.g. https://bot.example.org/telegram")
-        return value
+        return _webhook_url(value, "Telegram", "https://bot.example.org/telegram")
 
     @field_validator("secret_token")
     @classmethod
     def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _SECRET_TOKEN.fullmatch(value.get_secret_value()):
-            # The value is not echoed: it is a secret.
-            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
-        return value
+        return _secret(value, _SECRET_TOKEN, "1-256")
 
     @field_validator("path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with /")
-        return value
+        return _absolute(value)
 
     @model_validator(mode="after")
     def _webhook_needs_url_and_secret(self) -> TelegramSettings:
-        if self.mode == "webhook":
-            missing = [name for name in ("url", "secret_token") if getattr(self, name) is None]
-            if missing:
-                raise ValueError(
-                    f'mode = "webhook" needs {" and ".join(missing)} (url: the public https '
-                    "address Telegram posts to; secret_token: 1-256 characters of A-Z, a-z, "
-                    "0-9, _ and -, best set in TRAININGBOT_TELEGRAM_SECRET_TOKEN)"
-                )
+        _webhook_complete(self.mode, self.url, self.secret_token, "Telegram", "1-256")
         return self
 
 
@@ -239,71 +270,38 @@ class ZaloSettings(_Section):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
-        # TRAININGBOT_ZALO_TOKEN= (empty) means no token, as leaving it out does.
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return _blank_is_none(value)
 
     @field_validator("token")
     @classmethod
     def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _BOT_TOKEN.fullmatch(value.get_secret_value().strip()):
-            # The value is not echoed: it is a secret.
-            raise ValueError(
-                "is not a Zalo bot token: Zalo Bot Creator gives one like 1459232241454765289:"
-                "AbC… (digits, a colon, then letters, digits, _ and -)"
-            )
-        return None if value is None else SecretStr(value.get_secret_value().strip())
+        return _bot_token(
+            value, "a Zalo bot token: Zalo Bot Creator gives one like 1459232241454765289:AbC…"
+        )
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// for a local test server)")
-        if _host_of(value) is None:
-            raise ValueError("must name a host, e.g. https://bot-api.zaloplatforms.com")
-        value = value.rstrip("/")
-        if urlsplit(value).path.rsplit("/", 1)[-1].startswith("bot"):
-            raise ValueError(
-                "must be the server's root, without /bot… (the bot adds /bot<token>/<method>), "
-                "e.g. https://bot-api.zaloplatforms.com"
-            )
-        return value
+        return _api_root(value, "https://bot-api.zaloplatforms.com")
 
     @field_validator("url")
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("must start with https:// (Zalo posts webhooks only over TLS)")
-        if value is not None and _host_of(value) is None:
-            raise ValueError("must name a host, e.g. https://bot.example.org/zalo")
-        return value
+        return _webhook_url(value, "Zalo", "https://bot.example.org/zalo")
 
     @field_validator("secret_token")
     @classmethod
     def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _ZALO_SECRET.fullmatch(value.get_secret_value()):
-            # The value is not echoed: it is a secret.
-            raise ValueError("must be 8-256 characters of A-Z, a-z, 0-9, _ and -")
-        return value
+        return _secret(value, _ZALO_SECRET, "8-256")
 
     @field_validator("path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with /")
-        return value
+        return _absolute(value)
 
     @model_validator(mode="after")
     def _webhook_needs_url_and_secret(self) -> ZaloSettings:
-        if self.mode == "webhook":
-            missing = [name for name in ("url", "secret_token") if getattr(self, name) is None]
-            if missing:
-                raise ValueError(
-                    f'mode = "webhook" needs {" and ".join(missing)} (url: the public https '
-                    "address Zalo posts to; secret_token: 8-256 characters of A-Z, a-z, "
-                    "0-9, _ and -, best set in TRAININGBOT_ZALO_SECRET_TOKEN)"
-                )
+        _webhook_complete(self.mode, self.url, self.secret_token, "Zalo", "8-256")
         return self
 
 
@@ -385,6 +383,12 @@ class WebSettings(_Section):
     def secure_cookies(self) -> bool:
         """Return whether the admin is served over https, so cookies must be Secure."""
         return (self.public_url or "").startswith("https://")
+
+
+class BroadcastSettings(_Section):
+    # Seconds between two updates of a broadcast's progress message in its author's chat
+    # (Telegram edits it; a channel without edits is told at each quarter instead).
+    progress_seconds: float = Field(default=5, gt=0, le=3600)
 
 
 _ZNS_PARAMETER = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -535,16 +539,13 @@ class ZnsSettings(_Section):
 
     @field_validator("secret_key", "oa_secret_key", "refresh_token", mode="before")
     @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+    def _blank_secret_is_none(cls, value: Any) -> Any:
+        return _blank_is_none(value)
 
     @field_validator("webhook_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with /")
+        value = _absolute(value)
         if value == "/healthz":
             raise ValueError("/healthz is the health check's path")
         return value
@@ -593,6 +594,7 @@ class Settings(_Section):
     notifications: NotificationSettings = NotificationSettings()
     zalo: ZaloSettings = ZaloSettings()
     web: WebSettings = WebSettings()
+    broadcast: BroadcastSettings = BroadcastSettings()
     zns: ZnsSettings = ZnsSettings()
 
     @model_validator(mode="after")

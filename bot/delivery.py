@@ -4,11 +4,13 @@ Each round claims a batch of due notices (db/outbox.py: at most one per person, 
 with a send slot of its channel's shared global pace), sends each at its slot through the
 channel's `Sender`, and settles it in its own unit of work:
 - sent → SENT;
-- Throttled (429) → the notice waits `retry_after` (no attempt counted), every process's
-  pace on the channel holds until then and slows down; this process's notices not yet
-  sent on that channel are put back instead of sent into the pause;
-- TemporaryFailure (5xx, timeout, network) → retried after an exponential backoff with
-  jitter, FAILED with the reason after `max_attempts`;
+- Throttled (429; ChannelDown: the bot's token refused) → the notice waits `retry_after`
+  (no attempt counted), every process's pace on the channel holds until then and slows
+  down; this process's notices not yet sent on that channel are put back instead of
+  sent into the pause;
+- TemporaryFailure (5xx, timeout, network, or no answer within `send_timeout`) →
+  retried after an exponential backoff with jitter, FAILED with the reason after
+  `max_attempts`;
 - Unreachable (403: blocked) → the account is marked unreachable; the notice goes to the
   person's other reachable account, else FAILED; the unit heads learn of it from the
   unreachable-people job;
@@ -24,6 +26,11 @@ ZNS, to their roster phone (`zns`, bot/channels/zns.py; db/outbox.py routes them
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
 `lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
+Right before sending, the engine checks that the notice is still queued under its lease:
+one stopped meanwhile (a broadcast's) or taken by another worker is not sent.
+
+A send gets `send_timeout` (shorter than the lease) and is not started with less of its
+lease left, so no send outlives its lease and no two workers send a notice at once.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import metrics
 from bot.config import Settings
 from bot.senders import (
+    ChannelDown,
     DeliveryError,
     Held,
     PermanentFailure,
@@ -67,7 +75,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# `drain` waits for notices held back this long at most (a chat's pace, a 429's pause).
+# `drain` waits for notices held back this long at most (a chat's pace, a 429's pause),
+# and gives up after this long without anything settled (a server refusing every send).
 DRAIN_WAITS_FOR = dt.timedelta(seconds=30)
 # A channel held (ZNS's quota, its tokens) is looked at again this often by a process.
 HELD_RECHECK = dt.timedelta(minutes=1)
@@ -92,11 +101,18 @@ class DeliverySettings:
     # How long a claimed notice may stay unsettled after its slot before another
     # process may take it (longer than any send may take).
     lease: dt.timedelta = dt.timedelta(seconds=60)
+    # A send without an answer by then is abandoned as a timeout (and retried), so that
+    # no send outlives its lease, whatever a channel's HTTP client would wait.
+    send_timeout: float = 20.0
     idle_seconds: float = 1.0
     # A channel's own rate where it has one ([zalo] rate_per_second), else rate_per_second.
     channel_rates: dict[str, float] = field(default_factory=dict)
     # How long a channel whose quota is used up sends nothing before it tries again.
     quota_pause: dt.timedelta = dt.timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        if dt.timedelta(seconds=self.send_timeout) >= self.lease:
+            raise ValueError("a send's timeout must be shorter than the lease")
 
     @classmethod
     def of(cls, settings: Settings) -> DeliverySettings:
@@ -162,6 +178,12 @@ class DeliveryEngine:
     # Why a channel is held (ZNS), written on the notices that wait for it.
     _held_reasons: dict[str, str] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set by `run`'s caller to stop: waits for slots end early, unsent notices go back.
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Notices this engine put back until a 429's pause ends: id → when they may go.
+    _postponed: dict[int, dt.datetime] = field(default_factory=dict)
+    # When the last claim found a channel paused with notices due for it, until when.
+    _held_until: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         self._by_channel = {sender.channel: sender for sender in self.senders}
@@ -192,7 +214,7 @@ class DeliveryEngine:
 
     async def claim(self) -> list[Notice]:
         """Claim the next batch of due notices (one unit of work)."""
-        if not self._by_channel:
+        if not self._by_channel and self.zns is None:
             return []
         now = self.clock()
         route = self.zns.route(now) if self.zns is not None else None
@@ -210,6 +232,9 @@ class DeliveryEngine:
                 await self._report_zns(session, claim, now)
         self.report.skipped += claim.skipped
         self.report.unreachable += claim.unreachable
+        self._held_until = claim.held_until
+        for notice in claim.notices:
+            self._postponed.pop(notice.id, None)
         return claim.notices
 
     async def _report_zns(
@@ -243,11 +268,16 @@ class DeliveryEngine:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
         if notices:
-            await self._sleep_until(notices[-1].slot)
+            await self._wait_until(notices[-1].slot)
         return len(notices)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Deliver until `stopping` is set; the sends in flight are finished, not dropped."""
+        """Deliver until `stopping` is set.
+
+        The sends in flight are finished, not dropped; notices whose slot has not come
+        are put back at once, for another process or the next start to send.
+        """
+        self._stopping = stopping
         while not stopping.is_set():
             try:
                 taken = await self.round()
@@ -255,10 +285,18 @@ class DeliveryEngine:
                 log.error("delivery round failed: %s", type(exc).__name__)
                 taken = 0
             if taken == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.idle_seconds)
-                self._wake.clear()
+                await self._idle()
         await self.finish()
+
+    async def _idle(self) -> None:
+        """Wait `idle_seconds`, or less if woken or stopped."""
+        waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(self._stopping.wait())]
+        await asyncio.wait(
+            waits, timeout=self.settings.idle_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+        for wait in waits:
+            wait.cancel()
+        self._wake.clear()
 
     async def finish(self) -> None:
         """Wait for the sends in flight to be settled."""
@@ -268,37 +306,80 @@ class DeliveryEngine:
     async def drain(self) -> DeliveryReport:
         """Send everything due now, waiting for chats' paces, then return the report.
 
-        Notices held back briefly (a chat's pace, a 429's pause) are waited for; those
-        waiting for a retry's backoff or for the end of quiet hours stay queued.
+        Notices held back briefly (a chat's pace, a 429's pause of up to DRAIN_WAITS_FOR)
+        are waited for; those waiting for a retry's backoff, a longer pause or the end of
+        quiet hours stay queued. It gives up after DRAIN_WAITS_FOR without progress.
         """
+        settled, settled_at = self._settled(), self.clock()
         while True:
             taken = await self.round()
+            if self._settled() != settled:
+                settled, settled_at = self._settled(), self.clock()
+            elif self.clock() - settled_at > DRAIN_WAITS_FOR:
+                break
             if taken:
                 continue
             await self.finish()
             now = self.clock()
-            async with self.sessionmaker() as session:
-                paced = await outbox.next_waiting(
-                    session, now=now, quiet=self._quiet(now), within=DRAIN_WAITS_FOR
-                )
-            if paced is None:
+            if self._settled() != settled:
+                settled, settled_at = self._settled(), now
+            resume = await self._resume_at(now)
+            if resume is None or resume > settled_at + DRAIN_WAITS_FOR:
                 # A settle may have requeued a notice for another account: one more look.
                 if await self.round():
                     continue
-                await self.finish()
-                return self.report
-            await self._sleep_until(paced)
+                break
+            await self._wait_until(resume)
+        await self.finish()
+        return self.report
+
+    def _settled(self) -> int:
+        """Return how many notices this engine has settled (a 429 settles nothing)."""
+        report = self.report
+        return report.sent + report.failed + report.retried + report.skipped + report.unreachable
+
+    async def _resume_at(self, now: dt.datetime) -> dt.datetime | None:
+        """Return when a notice due now but held back may go, if one is; None otherwise.
+
+        Held back: its person's pace, this engine's 429 pauses, or its channel's pace
+        being too far ahead to claim for (another process's 429). A retry's backoff does
+        not hold a notice back: it is due again later, not now.
+        """
+        async with self.sessionmaker() as session:
+            paced = await outbox.next_paced(
+                session, sorted(self._by_channel), now=now, quiet=self._quiet(now)
+            )
+        self._postponed = {key: until for key, until in self._postponed.items() if until > now}
+        moments = [*self._postponed.values(), paced, self._held_until]
+        return min((moment for moment in moments if moment is not None), default=None)
 
     # One notice -----------------------------------------------------------------------
 
-    async def _sleep_until(self, moment: dt.datetime) -> None:
+    async def _wait_until(self, moment: dt.datetime) -> bool:
+        """Wait until `moment`; return False if the engine was stopped before it came."""
         seconds = (moment - self.clock()).total_seconds()
-        if seconds > 0:
-            await asyncio.sleep(seconds)
+        if seconds <= 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+            return False
+        return True
 
     async def _send_at_slot(self, notice: Notice) -> None:
         try:
-            await self._sleep_until(notice.slot)
+            if not await self._wait_until(notice.slot):
+                async with self.sessionmaker() as session, session.begin():
+                    await outbox.release(session, notice, per_chat=self.settings.per_chat_seconds)
+                await self._give_back(notice)
+                return
+            if self.clock() + dt.timedelta(seconds=self.settings.send_timeout) > notice.token:
+                # The process stalled past the slot (a suspended machine): the lease could
+                # run out mid-send and another worker send the notice too. It is left to
+                # the lease: another worker, or this one, takes it once it ran out.
+                self.report.lost_leases += 1
+                log.warning("outbox row %s: too late for its lease, not sent", notice.id)
+                await self._give_back(notice)
+                return
             await self._send(notice)
         except LeaseLost:
             # Its lease ran out (a very slow send) and another worker took it.
@@ -314,12 +395,22 @@ class DeliveryEngine:
             reason = self._held_reasons.get(notice.channel)
             async with self.sessionmaker() as session, session.begin():
                 await outbox.postpone(session, notice, until=paused, reason=reason)
+            await self._give_back(notice)
+            self._postponed[notice.id] = paused
+            return
+        async with self.sessionmaker() as session:
+            claimed = await outbox.is_claimed(session, notice)
+        if not claimed:
+            # Stopped (a broadcast) or taken again meanwhile: not sent, nothing to settle.
+            log.info("outbox row %s is no longer queued under this claim: not sent", notice.id)
+            await self._give_back(notice)
             return
         language = supported_language(notice.language) or self.notify.chat.default_language
         try:
             reply = decode_reply(notice.payload["reply"])
         except (KeyError, TypeError, ValueError) as exc:
             await self._settle_failed(notice, f"unreadable notice: {type(exc).__name__}")
+            await self._give_back(notice)
             return
         try:
             provider_id = await self._deliver(notice, reply, language)
@@ -350,17 +441,32 @@ class DeliveryEngine:
             metrics.sent(notice.channel, "notice")
 
     async def _deliver(self, notice: Notice, reply: Reply, language: str) -> str | None:
-        """Send the notice on its channel; return the platform's message id if it gives one.
+        """Send the notice on its channel; return the message id to keep (ZNS's msg_id).
 
-        A ZNS message's quota report is recorded at once, so the day's guard sees it.
+        No answer within `send_timeout` is a TemporaryFailure: a timed-out send may still
+        have been delivered, and its retry can repeat it once (by ZNS with the same
+        tracking id). A ZNS message's quota report is recorded at once, so that the day's
+        guard sees it.
         """
+        timeout = self.settings.send_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                if self.zns is None or notice.channel != self.zns.channel:
+                    sender = self._by_channel[notice.channel]
+                    await sender.send_notice(notice.external_id, reply, language)
+                    return None
+                accepted = await self.zns.send(notice, reply)
+        except TimeoutError:
+            raise TemporaryFailure(f"no answer within {timeout:g} s") from None
+        async with self.sessionmaker() as session, session.begin():
+            await self.zns.accepted(session, accepted, self.clock())
+        return accepted.msg_id or None
+
+    async def _give_back(self, notice: Notice) -> None:
+        """Give a ZNS notice's place in the day's budget back: it was claimed, not sent."""
         if self.zns is not None and notice.channel == self.zns.channel:
-            accepted = await self.zns.send(notice, reply)
             async with self.sessionmaker() as session, session.begin():
-                await self.zns.accepted(session, accepted, self.clock())
-            return accepted.msg_id or None
-        await self._by_channel[notice.channel].send_notice(notice.external_id, reply, language)
-        return None
+                await self.zns.give_back(session, self.clock())
 
     async def _held(self, notice: Notice, exc: Held) -> None:
         # The channel cannot send before `until` (ZNS's quota, its tokens): this notice and
@@ -374,13 +480,17 @@ class DeliveryEngine:
         self._held_reasons[notice.channel] = exc.reason
         async with self.sessionmaker() as session, session.begin():
             await outbox.postpone(session, notice, until=exc.until, reason=exc.reason)
+        self._postponed[notice.id] = exc.until
         self.wake()
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
-        log.warning(
-            "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
-        )
+        if isinstance(exc, ChannelDown):
+            log.error("%s cannot send: %s; notices wait", notice.channel, exc.reason)
+        else:
+            log.warning(
+                "%s asked to wait %ss (outbox row %s)", notice.channel, exc.retry_after, notice.id
+            )
         self.report.throttled += 1
         metrics.throttled(notice.channel)
         current = self._paused_until.get(notice.channel)
@@ -388,6 +498,7 @@ class DeliveryEngine:
         async with self.sessionmaker() as session, session.begin():
             await outbox.postpone(session, notice, until=until)
             await outbox.throttle(session, notice.channel, until=until)
+        self._postponed[notice.id] = until
 
     async def _unreachable(self, notice: Notice, exc: Unreachable) -> None:
         log.info("outbox row %s: account %s unreachable", notice.id, notice.account_id)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.broadcast_monitor import BroadcastMonitor
 from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings, now_utc
 from bot.senders import Sender
@@ -90,7 +91,11 @@ async def run_once(
                 sessionmaker, senders, DeliverySettings.of(settings), settings.notify, zns=zns
             )
             report = await engine.drain()
+        # Broadcasts' progress and reports in their authors' chats, as the service shows them.
+        shown = await BroadcastMonitor.of(sessionmaker, senders, settings).round()
     print(f"delivery: {report.line()}", file=out)
+    if shown:
+        print(f"broadcasts: progress shown for {shown}", file=out)
     return 0
 
 

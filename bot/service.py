@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.broadcast_monitor import BroadcastMonitor
 from bot.channels.telegram import ALLOWED_UPDATES, TelegramChannel, build_application, now_utc
 from bot.channels.telegram_webhook import Handler, WebhookServer, routes_app, telegram_handler
 from bot.channels.zalo import ZaloChannel
@@ -180,6 +181,8 @@ async def run_service(
             for number in range(1, each.workers + 1):
                 names[asyncio.create_task(each.work())] = f"{each.channel} inbox worker {number}"
         names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
+        monitor = BroadcastMonitor.of(sessionmaker, channels, settings)
+        names[asyncio.create_task(monitor.run(delivery_stop))] = "broadcast progress"
         if zns is not None:
             names[asyncio.create_task(zns.answer_messages(delivery_stop))] = "zns answers"
         pollers: list[asyncio.Task[None]] = []

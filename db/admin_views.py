@@ -7,7 +7,6 @@ Nothing here changes anything.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,26 +74,6 @@ async def classes(
     )
     stmt = select(TrainingClass).where(*conditions).order_by(*order).offset(offset).limit(limit)
     return list((await session.scalars(stmt)).all()), total or 0
-
-
-async def status_counts(
-    session: AsyncSession, class_ids: Sequence[int], scope: Scope = None
-) -> dict[int, Counter[RegistrationStatus]]:
-    """Return, per class, its registrations (of people in the scope) by status."""
-    counts: dict[int, Counter[RegistrationStatus]] = {class_id: Counter() for class_id in class_ids}
-    if not class_ids:
-        return counts
-    stmt = (
-        select(Registration.class_id, Registration.status, func.count())
-        .join(Person, Person.id == Registration.person_id)
-        .where(Registration.class_id.in_(class_ids))
-        .group_by(Registration.class_id, Registration.status)
-    )
-    if scope is not None:
-        stmt = stmt.where(Person.unit_id.in_(sorted(scope)))
-    for class_id, status, count in await session.execute(stmt):
-        counts[class_id][RegistrationStatus(status)] += count
-    return counts
 
 
 async def ended_registrations(

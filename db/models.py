@@ -380,6 +380,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_message_status_due_at", "status", "due_at"),
         Index("ix_outbox_message_group_key", "group_key"),
+        Index("ix_outbox_message_broadcast_id_status", "broadcast_id", "status"),
         Index("ix_outbox_message_tracking_id", "tracking_id"),
         Index("ix_outbox_message_provider_message_id", "provider_message_id"),
     )
@@ -399,6 +400,10 @@ class OutboxMessage(Base):
     # Notices of one group (a registration's reminders) supersede each other: queuing
     # one skips the older ones still queued.
     group_key: Mapped[str | None] = mapped_column(String(100))
+    # A broadcast's notice: its text is the broadcast's message (one copy, not one per row).
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcast.id", ondelete="SET NULL")
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -610,6 +615,68 @@ class WebUpload(Base):
     applied_at: Mapped[dt.datetime | None]
     # What the apply did (counts and warnings), shown again on a second submit.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class BroadcastStatus(StrEnum):
+    # Being written: nothing is queued yet.
+    DRAFT = "draft"
+    # Queued in the outbox, one notice per recipient, going out.
+    SENDING = "sending"
+    # Every notice settled.
+    DONE = "done"
+    # Stopped by its author or an admin: what was not yet sent is not sent.
+    STOPPED = "stopped"
+    # A draft dropped before it was sent.
+    CANCELLED = "cancelled"
+
+
+class Broadcast(Base):
+    """An announcement to an audience: a draft, then one outbox notice per recipient.
+
+    The outbox rows point here (`outbox_message.broadcast_id`) and share `message`, so
+    progress and the report are counts of those rows. The progress message shown in the
+    author's chat is kept here too (`progress_*`), updated by the service on its own.
+    """
+
+    __tablename__ = "broadcast"
+    __table_args__ = (Index("ix_broadcast_status", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[BroadcastStatus] = mapped_column(
+        _enum(BroadcastStatus), default=BroadcastStatus.DRAFT
+    )
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    # The author's reach: this unit and the units under it; None: the whole school (admins).
+    scope_unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"))
+    # The author's own words, and the message recipients get (an encoded Reply: a header
+    # naming the sender, the text, a photo or document kept on its platform).
+    text: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Who receives it (db.broadcasts.Audience as JSON); None until chosen.
+    audience: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Sent in quiet hours too.
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The chat it was written in, where its progress and report are shown (None: written
+    # elsewhere, e.g. on the web admin's page).
+    origin_channel: Mapped[str | None] = mapped_column(String(16))
+    origin_chat_id: Mapped[str | None] = mapped_column(String(64))
+    # The progress message in that chat (its platform id, when the channel edits), what it
+    # showed and when, and the lease of the process updating it.
+    progress_message_id: Mapped[str | None] = mapped_column(String(64))
+    progress_shown: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_shown_at: Mapped[dt.datetime | None]
+    progress_lease_until: Mapped[dt.datetime | None]
+    # At the start: notices queued, and the audience's people who could not get one.
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    never_linked: Mapped[int] = mapped_column(Integer, default=0)
+    unreachable: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    stopped_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
+    # When the final report was shown in the origin chat.
+    reported_at: Mapped[dt.datetime | None]
 
 
 # ---------------------------------------------------------------------------- ZNS (Zalo OA)

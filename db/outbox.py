@@ -2,29 +2,46 @@
 
 Rate limits hold across processes because they live in the database:
 - each channel's global pace is one `delivery_pace` row: a claim reserves as many
-  consecutive send slots as it took notices, under that row's lock;
+  consecutive send slots as it took notices, under that row's lock, starting when it got
+  the lock; a channel paused far ahead (a long 429) is not claimed for;
 - the per-chat pace is the recipient's account `next_send_at`: a claim takes at most one
   notice per person, only when none of their accounts is still paced, and moves it on.
 
-Claims lease the rows (`lease_until` = slot + lease), with FOR UPDATE SKIP LOCKED on
-PostgreSQL; on SQLite a unit of work holds the write lock from its start (db/session.py),
-so a claim is atomic there too. A crash leaves the lease to run out and the row is
-claimed again: a notice sent just before the crash may be sent once more, never lost.
+Claims lease the rows (`lease_until` = slot + lease); a crash leaves the lease to run out
+and the row is claimed again: a notice sent just before the crash may be sent once more,
+never lost. Rows are settled only under the claim's token (db/leases.py).
+
+How a claim is atomic:
+- PostgreSQL: the candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers
+  never take the same row and never wait for each other on it; the accounts they pace
+  are locked in id order and the pace row last, so claimers cannot deadlock
+  (tests/test_delivery_outbox.py runs eight at once).
+- SQLite: SQLAlchemy drops FOR UPDATE there without a word. Rather than one
+  `UPDATE … RETURNING` per claim, every unit of work holds the database's write lock
+  from its BEGIN (`BEGIN IMMEDIATE`, db/session.py), so the claim's reads and writes are
+  one atomic step against every other process: a claim is several statements (the
+  candidates, the accounts to pace, the pace row) that no single UPDATE could express,
+  and the same lock already serialises every other unit of work on SQLite.
+  tests/test_delivery_processes.py proves it with two OS processes claiming from one
+  file (with the driver's own deferred BEGIN instead, they take the same rows).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from db import zns
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
+    Broadcast,
     ChannelAccount,
     Conversation,
     DeliveryPace,
@@ -78,6 +95,9 @@ class Pace:
     # Seconds between two notices to one person.
     per_chat: float
     lease: dt.timedelta
+    # A channel whose next free slot is further ahead than this (a long 429's pause) is
+    # not claimed for: its notices stay queued rather than leased to a sleeping worker.
+    ahead: dt.timedelta = dt.timedelta(seconds=10)
 
 
 @dataclass
@@ -87,6 +107,9 @@ class Claim:
     notices: list[Notice]
     skipped: int = 0
     unreachable: int = 0
+    # When the first channel held by its pace, with notices due for it, may be claimed
+    # for again (None: none was held).
+    held_until: dt.datetime | None = None
     # ZNS: outbox kinds of notices that failed for people without a chat because the kind
     # has no template (count per kind), and notices held back by the day's ZNS guard.
     without_template: dict[str, int] = field(default_factory=dict)
@@ -119,15 +142,45 @@ class _Account:
     next_send_at: dt.datetime | None
 
 
-def _due(now: dt.datetime, quiet: bool) -> list[Any]:
+def _due(
+    now: dt.datetime,
+    quiet: bool,
+    channels: Sequence[str],
+    waiting_kinds: frozenset[str] = frozenset(),
+) -> list[Any]:
+    """Return the conditions of a notice that a worker serving `channels` may take now.
+
+    A notice whose person is reachable only on other channels is left for a worker that
+    serves one of them; one whose person is reachable on no chat is taken, to go by ZNS
+    or be failed, unless its kind is one of `waiting_kinds` (ZNS's pace is paused).
+    """
+    nowhere = ~_reachable(None)
+    if waiting_kinds:
+        nowhere = nowhere & OutboxMessage.kind.not_in(sorted(waiting_kinds))
     conditions: list[Any] = [
         OutboxMessage.status == OutboxStatus.QUEUED,
         OutboxMessage.due_at <= now,
         lease_free(OutboxMessage, now),
+        _reachable(channels) | nowhere,
     ]
     if quiet:
         conditions.append(OutboxMessage.urgent.is_(True))
     return conditions
+
+
+def _reachable(channels: Sequence[str] | None) -> Any:
+    """Return the condition that a notice's person has a reachable account on `channels`.
+
+    None: on any channel.
+    """
+    # An alias, so that it correlates with the notice even in a query of accounts.
+    account = aliased(ChannelAccount)
+    condition = exists().where(
+        account.person_id == OutboxMessage.person_id, account.reachable.is_(True)
+    )
+    if channels is not None:
+        condition = condition.where(account.channel.in_(channels))
+    return condition
 
 
 def _person_paced(now: dt.datetime) -> Any:
@@ -138,7 +191,15 @@ def _person_paced(now: dt.datetime) -> Any:
     )
 
 
-def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
+def _candidates(
+    now: dt.datetime,
+    quiet: bool,
+    channels: Sequence[str],
+    waiting_kinds: frozenset[str],
+    limit: int,
+) -> Select[Any]:
+    # A broadcast's thousands of notices go after the personal ones of the same urgency,
+    # so a confirmation or a reminder does not wait for the whole broadcast.
     return (
         select(
             OutboxMessage.id,
@@ -147,13 +208,36 @@ def _candidates(now: dt.datetime, quiet: bool, limit: int) -> Select[Any]:
             OutboxMessage.payload,
             OutboxMessage.attempts,
             OutboxMessage.expires_at,
+            OutboxMessage.broadcast_id,
             OutboxMessage.idempotency_key,
             OutboxMessage.urgent,
         )
-        .where(*_due(now, quiet), ~_person_paced(now))
-        .order_by(OutboxMessage.urgent.desc(), OutboxMessage.due_at, OutboxMessage.id)
+        .where(*_due(now, quiet, channels, waiting_kinds), ~_person_paced(now))
+        .order_by(
+            OutboxMessage.urgent.desc(),
+            OutboxMessage.broadcast_id.is_not(None),
+            OutboxMessage.due_at,
+            OutboxMessage.id,
+        )
         .limit(limit)
     )
+
+
+async def _payloads(session: AsyncSession, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Return each row's payload; a broadcast's notices carry their broadcast's message."""
+    ids = {row.broadcast_id for row in rows if row.broadcast_id is not None}
+    messages: dict[int, dict[str, Any]] = {}
+    if ids:
+        found = await session.execute(
+            select(Broadcast.id, Broadcast.message).where(Broadcast.id.in_(sorted(ids)))
+        )
+        messages = {broadcast_id: message for broadcast_id, message in found.all()}
+    return {
+        row.id: {**row.payload, "reply": messages[row.broadcast_id]}
+        if row.broadcast_id in messages
+        else row.payload
+        for row in rows
+    }
 
 
 async def _accounts(
@@ -217,9 +301,21 @@ def _better(account: _Account, current: _Account, preferred: str | None) -> bool
 
 
 async def _reserve_slots(
-    session: AsyncSession, channel: str, count: int, now: dt.datetime, interval: float, *, pg: bool
+    session: AsyncSession,
+    channel: str,
+    count: int,
+    now: dt.datetime,
+    started: float,
+    interval: float,
+    *,
+    pg: bool,
 ) -> list[dt.datetime]:
-    """Reserve `count` consecutive send slots of the channel's global pace; return them."""
+    """Reserve `count` consecutive send slots of the channel's global pace; return them.
+
+    `now` is when the claim began, at `started` (time.monotonic()). The slots start no
+    earlier than the moment the pace is locked: a claim that waited for a lock (another
+    process's claim) would otherwise get slots already past, sent at once in a burst.
+    """
     await session.execute(
         upsert_insert(session, DeliveryPace)
         .values(channel=channel, next_at=now, slowdown=1.0)
@@ -230,7 +326,7 @@ async def _reserve_slots(
         stmt = stmt.with_for_update()
     pace = (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
     step = dt.timedelta(seconds=interval * pace.slowdown)
-    start = max(pace.next_at, now)
+    start = max(pace.next_at, now + dt.timedelta(seconds=time.monotonic() - started))
     slots = [start + step * index for index in range(count)]
     pace.next_at = start + step * count
     pace.slowdown = max(1.0, pace.slowdown * RECOVERY)
@@ -251,23 +347,49 @@ async def claim_batch(
     """Lease up to `limit` due notices, at most one per person, each with its send slot.
 
     Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
-    any of `channels` go by ZNS to the roster phone when `zns_route` takes their kind
-    (within the day's guard; the rest wait for the next day), else end FAILED
-    ("unreachable"). In `quiet` hours only urgent notices are taken.
+    any channel go by ZNS to the roster phone when `zns_route` takes their kind (within
+    the day's guard; the rest wait for the next day), else end FAILED ("unreachable");
+    those whose person is reachable only on channels other than `channels` stay queued
+    for a worker that serves one. In `quiet` hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
-    stmt = _candidates(now, quiet, limit * SCAN_FACTOR)
+    started = time.monotonic()
+    claim = Claim([])
+    zns_kinds = zns_route.kinds if zns_route is not None else frozenset()
+    paced_channels = [*channels, zns.CHANNEL] if zns_kinds else list(channels)
+    paused = await _paced_beyond(session, paced_channels, now + pace.ahead)
+    # ZNS's pace paused far ahead (Zalo asked to slow down): what would go by ZNS waits.
+    waiting_kinds = zns_kinds if zns.CHANNEL in paused else frozenset()
+    if paused:
+        waits: list[list[Any]] = []
+        chats_paused = sorted(set(paused) - {zns.CHANNEL})
+        if chats_paused:
+            waits.append(_due(now, quiet, chats_paused))
+        if waiting_kinds:
+            waits.append([*_due(now, quiet, []), OutboxMessage.kind.in_(sorted(waiting_kinds))])
+        for conditions in waits:
+            if await session.scalar(select(exists().where(*conditions, ~_person_paced(now)))):
+                claim.held_until = min(paused.values()) - pace.ahead
+                break
+        channels = [channel for channel in channels if channel not in paused]
+        if not channels and (not zns_kinds or waiting_kinds):
+            return claim
+    stmt = _candidates(now, quiet, channels, waiting_kinds, limit * SCAN_FACTOR)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
     rows = (await session.execute(stmt)).all()
-    claim = Claim([])
     expired = {row.id for row in rows if row.expires_at is not None and row.expires_at <= now}
     rows = [row for row in rows if row.id not in expired]
     accounts = await _accounts(session, {row.person_id for row in rows}, channels, pg=pg)
     if expired:
         claim.skipped = await _end(session, sorted(expired), OutboxStatus.SKIPPED, "expired")
-    no_chat = [row for row in rows if row.person_id not in accounts]
-    by_zns = {row.id for row in no_chat if zns_route is not None and row.kind in zns_route.kinds}
+    stranded = {row.person_id for row in rows if row.person_id not in accounts} - {None}
+    # (Reachable elsewhere: an account on `channels` went unreachable since the pick.)
+    elsewhere = await _reachable_people(session, stranded)
+    # Reachable on no chat at all: by ZNS when their kind has a template, else failed.
+    chatting = accounts.keys() | elsewhere
+    no_chat = [row for row in rows if row.person_id not in chatting]
+    by_zns = {row.id for row in no_chat if row.kind in zns_kinds}
     unreachable = [row for row in no_chat if row.id not in by_zns]
     if unreachable and zns_route is None:
         claim.unreachable = await _end(
@@ -288,7 +410,8 @@ async def claim_batch(
     for row in rows:
         person_id = row.person_id
         chat = person_id in accounts and person_id not in paced
-        if (chat or row.id in by_zns) and person_id not in taken and len(taken) < limit:
+        by_phone = row.id in by_zns and not waiting_kinds
+        if (chat or by_phone) and person_id not in taken and len(taken) < limit:
             taken[person_id] = row
     by_channel: dict[str, list[Any]] = {}
     for row in taken.values():
@@ -301,30 +424,19 @@ async def claim_batch(
         zns_rows, recipients = await _zns_share(session, zns_rows, zns_route, claim, now=now)
         if zns_rows:
             by_channel[zns.CHANNEL] = zns_rows
+    payloads = await _payloads(session, [row for group in by_channel.values() for row in group])
     for channel, channel_rows in sorted(by_channel.items()):
         slots = await _reserve_slots(
-            session, channel, len(channel_rows), now, pace.interval[channel], pg=pg
+            session, channel, len(channel_rows), now, started, pace.interval[channel], pg=pg
         )
         for row, slot in zip(channel_rows, slots, strict=True):
-            token = slot + pace.lease
-            values: dict[str, Any] = {"lease_until": token}
-            recipient = recipients.get(row.person_id)
+            recipient = recipients.get(row.person_id) if channel == zns.CHANNEL else None
             if recipient is not None:
-                # By ZNS: its tracking id now, so a receipt can never overtake the send.
-                values["tracking_id"] = zns.tracking_id(row.idempotency_key)
                 account_id, external_id, language = 0, recipient.zalo_phone, None
             else:
                 account = accounts[row.person_id]
                 account_id, external_id = account.id, account.external_id
                 language = account.language
-                await session.execute(
-                    update(ChannelAccount)
-                    .where(ChannelAccount.id == account.id)
-                    .values(next_send_at=slot + dt.timedelta(seconds=pace.per_chat))
-                )
-            await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
-            )
             claim.notices.append(
                 Notice(
                     id=row.id,
@@ -334,18 +446,71 @@ async def claim_batch(
                     account_id=account_id,
                     external_id=external_id,
                     language=language,
-                    payload=row.payload,
+                    payload=payloads[row.id],
                     attempts=row.attempts,
                     slot=slot,
-                    token=token,
+                    token=slot + pace.lease,
                     key=row.idempotency_key,
                     person_name=recipient.name if recipient else "",
                     phone=recipient.phone if recipient else "",
                     urgent=bool(row.urgent),
                 )
             )
+    await _lease(session, claim.notices, pace)
     claim.notices.sort(key=lambda notice: notice.slot)
     return claim
+
+
+async def _lease(session: AsyncSession, notices: Sequence[Notice], pace: Pace) -> None:
+    """Lease the claimed rows and pace their chats.
+
+    One statement each, run for every row (executemany): the claim holds its locks (on
+    SQLite, the database's) for milliseconds, not a round trip per row. A notice going
+    by ZNS gets its tracking id now, so that a receipt can never overtake the send.
+    """
+    chats = [n for n in notices if n.channel != zns.CHANNEL]
+    phones = [n for n in notices if n.channel == zns.CHANNEL]
+    if chats:
+        per_chat = dt.timedelta(seconds=pace.per_chat)
+        await session.execute(
+            update(OutboxMessage), [{"id": n.id, "lease_until": n.token} for n in chats]
+        )
+        await session.execute(
+            update(ChannelAccount),
+            [{"id": n.account_id, "next_send_at": n.slot + per_chat} for n in chats],
+        )
+    if phones:
+        await session.execute(
+            update(OutboxMessage),
+            [
+                {"id": n.id, "lease_until": n.token, "tracking_id": zns.tracking_id(n.key)}
+                for n in phones
+            ],
+        )
+
+
+async def _paced_beyond(
+    session: AsyncSession, channels: Sequence[str], horizon: dt.datetime
+) -> dict[str, dt.datetime]:
+    """Return the channels whose next free slot lies beyond `horizon`, with that slot."""
+    found = await session.execute(
+        select(DeliveryPace.channel, DeliveryPace.next_at).where(
+            DeliveryPace.channel.in_(channels), DeliveryPace.next_at > horizon
+        )
+    )
+    return {channel: next_at for channel, next_at in found.all()}
+
+
+async def _reachable_people(session: AsyncSession, person_ids: set[int]) -> set[int]:
+    """Return which of `person_ids` have a reachable account on any channel."""
+    if not person_ids:
+        return set()
+    found = await session.scalars(
+        select(ChannelAccount.person_id).where(
+            ChannelAccount.person_id.in_(person_ids), ChannelAccount.reachable.is_(True)
+        )
+    )
+    return set(found)
 
 
 async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reason: str) -> int:
@@ -434,31 +599,20 @@ async def _zns_share(
     return going, recipients
 
 
-async def next_waiting(
-    session: AsyncSession, *, now: dt.datetime, quiet: bool, within: dt.timedelta
+async def next_paced(
+    session: AsyncSession, channels: Sequence[str], *, now: dt.datetime, quiet: bool
 ) -> dt.datetime | None:
-    """Return when the earliest notice due now but briefly held back may go, if soon.
+    """Return when the first person with a notice due now, held by their pace, may get it.
 
-    Held back: its person's pace (another notice just went to them), or a short wait a
-    429 asked for. Notices waiting longer (a retry's backoff) are not waited for.
+    Their pace: another notice just went to them (per_chat_seconds); None if no due
+    notice waits for a person's pace.
     """
-    horizon = now + within
-    paced = await session.scalar(
+    paced: dt.datetime | None = await session.scalar(
         select(func.min(ChannelAccount.next_send_at))
         .join(OutboxMessage, OutboxMessage.person_id == ChannelAccount.person_id)
-        .where(*_due(now, quiet), ChannelAccount.next_send_at > now)
+        .where(*_due(now, quiet, channels), ChannelAccount.next_send_at > now)
     )
-    held = [
-        OutboxMessage.status == OutboxStatus.QUEUED,
-        OutboxMessage.due_at <= now,
-        OutboxMessage.lease_until > now,
-        OutboxMessage.lease_until <= horizon,
-    ]
-    if quiet:
-        held.append(OutboxMessage.urgent.is_(True))
-    postponed = await session.scalar(select(func.min(OutboxMessage.lease_until)).where(*held))
-    soonest = [moment for moment in (paced, postponed) if moment is not None and moment <= horizon]
-    return min(soonest, default=None)
+    return paced
 
 
 async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any]) -> None:
@@ -474,6 +628,21 @@ async def _settle(session: AsyncSession, notice: Notice, values: dict[str, Any])
     )
     if result.scalar() is None:
         raise LeaseLost(f"outbox row {notice.id}")
+
+
+async def is_claimed(session: AsyncSession, notice: Notice) -> bool:
+    """Return whether the notice is still queued under its claim's lease.
+
+    Checked right before sending: a notice whose broadcast was stopped (SKIPPED) or that
+    another worker took since is not sent.
+    """
+    found = await session.scalar(
+        select(OutboxMessage.id).where(
+            held(OutboxMessage, notice.id, notice.token),
+            OutboxMessage.status == OutboxStatus.QUEUED,
+        )
+    )
+    return found is not None
 
 
 async def mark_sent(
@@ -522,6 +691,23 @@ async def postpone(
     if reason is not None:
         values["last_error"] = reason[:1000]
     await _settle(session, notice, values)
+
+
+async def release(session: AsyncSession, notice: Notice, *, per_chat: float) -> None:
+    """Put a claimed notice back unsent (the worker stops): any worker may take it now.
+
+    The person's pace that the claim set for the notice's slot is lifted too: nothing
+    was sent to them since the claim, which found them unpaced.
+    """
+    await _settle(session, notice, {"lease_until": None})
+    await session.execute(
+        update(ChannelAccount)
+        .where(
+            ChannelAccount.id == notice.account_id,
+            ChannelAccount.next_send_at == notice.slot + dt.timedelta(seconds=per_chat),
+        )
+        .values(next_send_at=None)
+    )
 
 
 async def retry_later(

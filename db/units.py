@@ -115,13 +115,13 @@ async def classes(
     return list((await session.scalars(stmt)).all())
 
 
-async def counts(
-    session: AsyncSession, scope: Scope, class_ids: Sequence[int]
-) -> dict[int, UnitCounts]:
-    """Return, per class, the scope's registrations by status and the class's quotas."""
+async def status_counts(
+    session: AsyncSession, class_ids: Sequence[int], scope: Scope = None
+) -> dict[int, Counter[RegistrationStatus]]:
+    """Return, per class, its registrations (of people in the scope) by status."""
+    counts: dict[int, Counter[RegistrationStatus]] = {class_id: Counter() for class_id in class_ids}
     if not class_ids:
-        return {}
-    statuses: dict[int, Counter[RegistrationStatus]] = {c: Counter() for c in class_ids}
+        return counts
     stmt = (
         select(Registration.class_id, Registration.status, func.count())
         .join(Person, Person.id == Registration.person_id)
@@ -131,7 +131,17 @@ async def counts(
     if scope is not None:
         stmt = stmt.where(Person.unit_id.in_(sorted(scope)))
     for class_id, status, count in await session.execute(stmt):
-        statuses[class_id][RegistrationStatus(status)] += count
+        counts[class_id][RegistrationStatus(status)] += count
+    return counts
+
+
+async def counts(
+    session: AsyncSession, scope: Scope, class_ids: Sequence[int]
+) -> dict[int, UnitCounts]:
+    """Return, per class, the scope's registrations by status and the class's quotas."""
+    if not class_ids:
+        return {}
+    statuses = await status_counts(session, class_ids, scope)
     seats: dict[int, int] = {}
     with_quotas: set[int] = set()
     quotas = select(ClassQuota.class_id, ClassQuota.unit_id, ClassQuota.seats).where(

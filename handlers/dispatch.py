@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from db.repos import Repos
+from handlers import broadcast
+from handlers.broadcast_buttons import decode_broadcast
 from handlers.callbacks import (
     Action,
     ListQuery,
@@ -107,6 +109,9 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
         return await share_contact(state, incoming, ctx)
     if incoming.button is not None:
         return await press(state, incoming.button, ctx)
+    if state.step == Step.BROADCAST_TEXT and not (incoming.text or "").lstrip().startswith("/"):
+        # An announcement: taken whole (line breaks, any length up to its own limit).
+        return await broadcast.answer_text(state, incoming, ctx)
     text = " ".join((incoming.text or "").split())
     if not text:
         return await show_help(state, ctx)
@@ -130,6 +135,8 @@ async def answer(state: State, incoming: Incoming, ctx: Context) -> Outcome:
         return await answer_query(state, incoming, ctx)
     if state.step in UNIT_STEPS:
         return await answer_unit(state, incoming, ctx)
+    if state.step in broadcast.TYPED_STEPS:
+        return await broadcast.answer_typed(state, incoming, ctx)
     if state.step == Step.CONFIRM:
         return await answer_confirmation(state, incoming, ctx, press)
     if isinstance(picked, OutOfRange):
@@ -171,6 +178,9 @@ async def press(state: State, data: str, ctx: Context) -> Outcome:
         return await press_registration(state, registration_button, ctx)
     if (channel_choice := decode_choice(data)) is not None:
         return await choose_channel(state, channel_choice, ctx)
+
+    if (broadcast_button := decode_broadcast(data)) is not None:
+        return await broadcast.press_broadcast(state, broadcast_button, ctx)
     match decode(data):
         case ShowList(query):
             return await show_list(state, query, ctx)
@@ -258,6 +268,7 @@ COMMANDS: dict[str, Command] = {
     "/unit": unit_command,
     "/settings": _settings,
     "/code": _code,
+    "/broadcast": broadcast.broadcast_command,
 }
 
 

@@ -39,6 +39,11 @@ def help_reply(ctx: Context, before: Sequence[Msg] = ()) -> Reply:
             mine.append(Msg("help.unit"))
             mine.append(Msg("help.code"))
         mine.append(Msg("help.settings"))
+
+        if ctx.is_admin:
+            mine.append(Msg("help.broadcast_admin"))
+        elif ctx.leads_units:
+            mine.append(Msg("help.broadcast_head"))
         mine.append(Msg("help.logout"))
     return Reply(lines=(*before, Msg("help.text"), *mine), buttons=main_menu(ctx))
 

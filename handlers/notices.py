@@ -17,7 +17,7 @@ from db.leases import lease_free
 from db.models import OutboxMessage, OutboxStatus
 from db.repos import Repos
 from db.session import upsert_insert
-from handlers.types import Button, Msg, Param, Reply
+from handlers.types import Attachment, AttachmentKind, Button, Msg, Param, Reply
 
 
 def _encode_param(value: Param) -> Any:
@@ -51,26 +51,58 @@ def decode_msg(data: dict[str, Any]) -> Msg:
     return Msg(str(data["key"]), {str(k): _decode_param(v) for k, v in params.items()})
 
 
-def encode_reply(reply: Reply) -> dict[str, Any]:
-    """Return a reply (without a document) as JSON-ready data."""
-    if reply.document is not None:
-        raise ValueError("a notice cannot carry a document")
+def encode_attachment(attachment: Attachment) -> dict[str, Any]:
+    """Return an attachment (a platform's file id, not the file) as JSON-ready data."""
     return {
+        "kind": attachment.kind.value,
+        "channel": attachment.channel,
+        "file_id": attachment.file_id,
+        "filename": attachment.filename,
+        "mime_type": attachment.mime_type,
+    }
+
+
+def decode_attachment(data: dict[str, Any]) -> Attachment:
+    """Return the Attachment that `encode_attachment` encoded."""
+    filename, mime_type = data.get("filename"), data.get("mime_type")
+    return Attachment(
+        kind=AttachmentKind(data["kind"]),
+        channel=str(data["channel"]),
+        file_id=str(data["file_id"]),
+        filename=str(filename) if filename is not None else None,
+        mime_type=str(mime_type) if mime_type is not None else None,
+    )
+
+
+def encode_reply(reply: Reply) -> dict[str, Any]:
+    """Return a reply as JSON-ready data.
+
+    A notice carries a photo or document by its platform's id (`attachment`), never the
+    file itself: a `document` (bytes, such as a calendar file) is refused.
+    """
+    if reply.document is not None:
+        raise ValueError("a notice cannot carry a document's bytes; attach it by file id")
+    data: dict[str, Any] = {
         "lines": [encode_msg(line) for line in reply.lines],
         "buttons": [
             [{"label": encode_msg(b.label), "data": b.data} for b in row] for row in reply.buttons
         ],
     }
+    if reply.attachment is not None:
+        data["attachment"] = encode_attachment(reply.attachment)
+    return data
 
 
 def decode_reply(data: dict[str, Any]) -> Reply:
     """Return the Reply that `encode_reply` encoded."""
+    attachment = data.get("attachment")
     return Reply(
         lines=tuple(decode_msg(line) for line in data.get("lines", [])),
         buttons=tuple(
             tuple(Button(decode_msg(b["label"]), str(b["data"])) for b in row)
             for row in data.get("buttons", [])
         ),
+        attachment=decode_attachment(attachment) if attachment else None,
     )
 
 

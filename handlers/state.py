@@ -27,6 +27,8 @@ class Flow(StrEnum):
     REGISTRATION = "registration"
     LINKING = "linking"
 
+    BROADCAST = "broadcast"
+
 
 class Step(StrEnum):
     """The question a chat is waiting to have answered."""
@@ -43,6 +45,14 @@ class Step(StrEnum):
     # A chat linking by a one-time code (Zalo) types the code for person State.target.
     LINK_CODE = "link_code"
 
+    # An admin or unit head writes an announcement (State.target: the draft it replaces,
+    # if any); the text is taken whole, line breaks included.
+    BROADCAST_TEXT = "broadcast_text"
+    # They type part of a unit's name or code (draft State.target), kept in State.note.
+    BROADCAST_UNITS = "broadcast_units"
+    # They type part of a class's code or title (draft State.target).
+    BROADCAST_CLASS = "broadcast_class"
+
 
 FLOW_OF_STEP = {
     Step.SEARCH_QUERY: Flow.SEARCH,
@@ -51,7 +61,12 @@ FLOW_OF_STEP = {
     Step.NOMINEE_QUERY: Flow.UNIT,
     Step.CONFIRM: Flow.REGISTRATION,
     Step.LINK_CODE: Flow.LINKING,
+    Step.BROADCAST_TEXT: Flow.BROADCAST,
+    Step.BROADCAST_UNITS: Flow.BROADCAST,
+    Step.BROADCAST_CLASS: Flow.BROADCAST,
 }
+# Steps that wait longer than STEP_LIFETIME: an announcement takes a while to write.
+STEP_LIFETIMES = {Step.BROADCAST_TEXT: dt.timedelta(hours=2)}
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,8 @@ def write_state(conversation: Conversation, state: State, now: dt.datetime) -> N
     conversation.language = state.language
     conversation.step = state.step.value if state.step else None
     conversation.flow = FLOW_OF_STEP[state.step].value if state.step else None
-    conversation.expires_at = now + STEP_LIFETIME if state.step else None
+    lifetime = STEP_LIFETIMES.get(state.step, STEP_LIFETIME) if state.step else None
+    conversation.expires_at = now + lifetime if lifetime else None
     conversation.choices = [
         {"data": choice.data, "words": list(choice.words)} for choice in state.choices
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Union
 from zoneinfo import ZoneInfo
 
@@ -44,27 +45,50 @@ class Document:
     mime_type: str
 
 
+class AttachmentKind(StrEnum):
+    PHOTO = "photo"
+    DOCUMENT = "document"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A photo or document a user sent, kept by its platform and sent again by its id.
+
+    `file_id` means something only on `channel` (Telegram's file_id belongs to the bot);
+    another channel cannot send it and says so instead (handlers.attachments.carried).
+    """
+
+    kind: AttachmentKind
+    channel: str
+    file_id: str
+    filename: str | None = None
+    mime_type: str | None = None
+
+
 @dataclass(frozen=True)
 class Reply:
     """One message to send: lines of text, rows of buttons, and what else it carries.
 
     `ask_contact` asks the user to share their phone number (Telegram shows a contact
-    button; channels without one say how to type it). `document` is a file to attach.
+    button; channels without one say how to type it). `document` is a file to attach;
+    `attachment` a photo or document already on the platform, sent with the text.
     """
 
     lines: tuple[Msg, ...]
     buttons: tuple[tuple[Button, ...], ...] = ()
     ask_contact: bool = False
     document: Document | None = None
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
 class Incoming:
     """One thing a user did in a chat, as every channel reports it.
 
-    Exactly one of `text`, `button` or `contact_phone` is set. `user_id` is the platform's
-    id of the sender, `chat_id` the conversation it happened in. `links_by_code` comes from
-    a channel that cannot prove a phone number (Zalo): a typed phone number starts linking
+    Exactly one of `text`, `button` or `contact_phone` is set; a photo or document sent
+    comes as `attachment` with its caption as `text`. `user_id` is the platform's id of
+    the sender, `chat_id` the conversation it happened in. `links_by_code` comes from a
+    channel that cannot prove a phone number (Zalo): a typed phone number starts linking
     by a one-time code there, instead of asking for a shared contact.
     """
 
@@ -77,6 +101,7 @@ class Incoming:
     contact_user_id: str | None = None
     language_hint: str | None = None
     links_by_code: bool = False
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)

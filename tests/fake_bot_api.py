@@ -1,7 +1,10 @@
 """A fake Telegram Bot API on 127.0.0.1 that the real PTB Application talks to over HTTP.
 
 It answers `/bot{token}/{method}` as Telegram does for the methods the bot uses, records
-every call, long-polls getUpdates for injected updates, and can be told to fail a method.
+every call (when it came, and the HTTP status it was answered with), long-polls
+getUpdates for injected updates, and can be told to fail a method, to answer it late
+(past the client's timeout), to drop the connection, or to enforce Telegram's global
+rate limit with 429s.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
+import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 BOT_ID = 7000000001
 BOT_USERNAME = "truong_chinh_tri_bot"
@@ -41,6 +47,9 @@ class Call:
     params: dict[str, Any]
     # When the call arrived (time.monotonic()).
     at: float = field(default_factory=time.monotonic)
+    # The HTTP status it was answered with; None while unanswered (or never answered:
+    # the connection was dropped or the client gave up).
+    status: int | None = None
 
 
 @dataclass
@@ -51,6 +60,38 @@ class Failure:
     description: str
     times: int
     retry_after: int | None = None
+
+
+@dataclass
+class Slowness:
+    """The next `times` calls of a method are answered only after `seconds`."""
+
+    seconds: float
+    times: int
+
+
+@dataclass
+class RateLimit:
+    """Telegram's global limit: at most `per_second` messages in any second, else 429.
+
+    A refused call does not count; its `retry_after` is the whole seconds until the
+    window has room, at least 1, as Telegram gives it.
+    """
+
+    per_second: int
+    methods: frozenset[str]
+    accepted: deque[float] = field(default_factory=deque)
+    refused: int = 0
+
+    def retry_after(self, now: float) -> int | None:
+        """Count a call arriving at `now`; return None if it may pass, else the wait."""
+        while self.accepted and self.accepted[0] <= now - 1.0:
+            self.accepted.popleft()
+        if len(self.accepted) < self.per_second:
+            self.accepted.append(now)
+            return None
+        self.refused += 1
+        return max(1, math.ceil(self.accepted[0] + 1.0 - now))
 
 
 @dataclass
@@ -83,6 +124,10 @@ class FakeBotApi:
     port: int = 0
     # Methods whose calls are held (recorded, then left unanswered) until released.
     held: dict[str, asyncio.Event] = field(default_factory=dict)
+    slow: dict[str, Slowness] = field(default_factory=dict)
+    # Methods whose next calls get their connection closed without an answer.
+    dropping: dict[str, int] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
     _pending: list[_Pending] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
@@ -122,12 +167,12 @@ class FakeBotApi:
         if content_type == "multipart/form-data":
             reader = await request.multipart()
             async for part in reader:
-                if not hasattr(part, "read"):
+                if not isinstance(part, BodyPartReader):
                     continue
                 name = part.name or ""
-                data = await part.read()  # type: ignore[union-attr]
-                if part.filename:  # type: ignore[union-attr]
-                    params[name] = {"filename": part.filename, "content": bytes(data)}  # type: ignore[union-attr]
+                data = await part.read()
+                if part.filename:
+                    params[name] = {"filename": part.filename, "content": bytes(data)}
                 else:
                     params[name] = _decode(name, data.decode())
             return params
@@ -146,28 +191,43 @@ class FakeBotApi:
         for key, value in list(params.items()):
             if isinstance(value, str) and value.startswith("attach://"):
                 params[key] = params.get(value.removeprefix("attach://"), value)
-        self.calls.append(Call(method, params))
+        call = Call(method, params)
+        self.calls.append(call)
         async with self._changed:
             self._changed.notify_all()
+        response = await self._answer(request, method, params)
+        call.status = response.status
+        async with self._changed:
+            self._changed.notify_all()
+        return response
+
+    async def _answer(
+        self, request: web.Request, method: str, params: dict[str, Any]
+    ) -> web.Response:
         gate = self.held.get(method)
         if gate is not None:
             await gate.wait()
+        slowness = self.slow.get(method)
+        if slowness is not None and slowness.times > 0:
+            slowness.times -= 1
+            await asyncio.sleep(slowness.seconds)
+        if self.dropping.get(method, 0) > 0:
+            self.dropping[method] -= 1
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError("dropped by the fake Bot API")
         failure = self.failures.get(method)
         if failure is not None and failure.times > 0:
             failure.times -= 1
-            body: dict[str, Any] = {
-                "ok": False,
-                "error_code": failure.code,
-                "description": failure.description,
-            }
-            if failure.retry_after is not None:
-                body["parameters"] = {"retry_after": failure.retry_after}
-            return web.json_response(body, status=failure.code)
+            return _error(failure.code, failure.description, failure.retry_after)
+        limit = self.rate_limit
+        if limit is not None and method in limit.methods:
+            retry_after = limit.retry_after(time.monotonic())
+            if retry_after is not None:
+                return _error(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
-            return web.json_response(
-                {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
-            )
+            return _error(404, "Not Found")
         result = await handler(params)
         return web.json_response({"ok": True, "result": result})
 
@@ -233,12 +293,26 @@ class FakeBotApi:
         return message
 
     async def _m_senddocument(self, params: dict[str, Any]) -> Any:
+        # A document uploaded (a file part) or sent again by its file_id (a string).
         document = params.get("document") or {}
         name = document.get("filename") if isinstance(document, dict) else None
+        file_id = document if isinstance(document, str) else "doc1"
         return self._message(
             params["chat_id"],
             None,
-            document={"file_id": "doc1", "file_unique_id": "doc1u", "file_name": name},
+            document={"file_id": file_id, "file_unique_id": f"{file_id}u", "file_name": name},
+            **({"caption": params["caption"]} if params.get("caption") else {}),
+        )
+
+    async def _m_sendphoto(self, params: dict[str, Any]) -> Any:
+        photo = params.get("photo")
+        file_id = photo if isinstance(photo, str) else "photo1"
+        size = {"file_id": file_id, "file_unique_id": f"{file_id}u", "width": 800, "height": 600}
+        return self._message(
+            params["chat_id"],
+            None,
+            photo=[size],
+            **({"caption": params["caption"]} if params.get("caption") else {}),
         )
 
     async def _m_answercallbackquery(self, _params: dict[str, Any]) -> Any:
@@ -303,6 +377,25 @@ class FakeBotApi:
             retry_after=retry_after,
         )
 
+    def answer_late(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` only after `seconds` (a slow server)."""
+        self.slow[method] = Slowness(seconds, times)
+
+    def drop(self, method: str, *, times: int = 1) -> None:
+        """Close the connection of the next `times` calls of `method` without answering."""
+        self.dropping[method] = times
+
+    def limit_rate(
+        self, per_second: int, methods: tuple[str, ...] = ("sendMessage", "sendDocument")
+    ) -> RateLimit:
+        """Refuse messages over `per_second` in any second with 429, as Telegram does."""
+        self.rate_limit = RateLimit(per_second, frozenset(methods))
+        return self.rate_limit
+
+    def delivered(self, method: str = "sendMessage") -> list[Call]:
+        """Return the calls of `method` answered with success, in order of arrival."""
+        return [call for call in self.calls_of(method) if call.status == 200]
+
     def hold(self, method: str) -> None:
         """Leave calls of `method` unanswered (a hung connection) until released."""
         self.held[method] = asyncio.Event()
@@ -350,6 +443,13 @@ class FakeBotApi:
                     await asyncio.wait_for(self._changed.wait(), timeout=min(left, 0.2))
 
 
+def _error(code: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=code)
+
+
 def user(user_id: int = 111, *, language_code: str | None = "vi", name: str = "Trang") -> Any:
     """Return a Telegram User object."""
     data: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name}
@@ -383,6 +483,51 @@ def text_update(
     if text.startswith("/"):
         command = text.split()[0]
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    return {"update_id": update_id, "message": message}
+
+
+def photo_update(
+    update_id: int, file_id: str, *, caption: str | None = None, user_id: int = 111
+) -> dict[str, Any]:
+    """Return an update with a photo (in two sizes, as Telegram sends them) and its caption."""
+    message: dict[str, Any] = {
+        "message_id": 3,
+        "date": int(time.time()),
+        "chat": private_chat(user_id),
+        "from": user(user_id),
+        "photo": [
+            {"file_id": f"{file_id}-small", "file_unique_id": "s", "width": 90, "height": 60},
+            {"file_id": file_id, "file_unique_id": "l", "width": 1280, "height": 960},
+        ],
+    }
+    if caption is not None:
+        message["caption"] = caption
+    return {"update_id": update_id, "message": message}
+
+
+def document_update(
+    update_id: int,
+    file_id: str,
+    file_name: str,
+    *,
+    caption: str | None = None,
+    user_id: int = 111,
+) -> dict[str, Any]:
+    """Return an update with a document and its caption."""
+    message: dict[str, Any] = {
+        "message_id": 4,
+        "date": int(time.time()),
+        "chat": private_chat(user_id),
+        "from": user(user_id),
+        "document": {
+            "file_id": file_id,
+            "file_unique_id": f"{file_id}u",
+            "file_name": file_name,
+            "mime_type": "application/pdf",
+        },
+    }
+    if caption is not None:
+        message["caption"] = caption
     return {"update_id": update_id, "message": message}
 
 
@@ -448,3 +593,20 @@ def member_update(update_id: int, status: str, *, user_id: int = 111) -> dict[st
             "new_chat_member": {"user": bot, "status": status, **member_extra},
         },
     }
+
+
+async def _serve_until_stdin_closes() -> None:
+    """Serve the fake Bot API, print its base URL, and stop when stdin closes."""
+    api = FakeBotApi()
+    await api.start()
+    print(api.base_url, flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()
+    await api.stop()
+
+
+if __name__ == "__main__":
+    # A server in a process of its own, for benchmarks whose client must not share a core.
+    asyncio.run(_serve_until_stdin_closes())

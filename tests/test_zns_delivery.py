@@ -15,7 +15,7 @@ import io
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.telegram import TelegramChannel, build_application
@@ -135,6 +135,28 @@ async def drain(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
         await telegram.shutdown()
 
 
+async def drain_with_retries(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Drain, then again once a retry's short backoff ran out, as the next run-once would.
+
+    `drain` does not wait for a retry's backoff (bot/delivery.py); the retries here wait
+    retry_seconds = 0.01 s, jittered.
+    """
+    for _run in range(3):
+        await drain(sessionmaker, settings)
+        async with sessionmaker() as s:
+            retry_at = await s.scalar(
+                select(func.min(OutboxMessage.lease_until)).where(
+                    OutboxMessage.status == OutboxStatus.QUEUED, OutboxMessage.attempts > 0
+                )
+            )
+        wait = (retry_at - dt.datetime.now(dt.UTC)).total_seconds() if retry_at else None
+        if wait is None or wait > 1:
+            return
+        await asyncio.sleep(max(0.0, wait))
+
+
 async def test_a_reminder_reaches_the_person_without_a_chat_by_zns_and_the_other_by_chat(
     fake: FakeZnsApi,
     telegram: FakeBotApi,
@@ -201,7 +223,7 @@ async def test_a_retry_after_a_lost_answer_carries_the_same_tracking_id_and_is_c
     await queue(sessionmaker, people["lan"], "reminder:lan:1")
     # Zalo takes the message but the answer is lost: the engine cannot know it went.
     fake.lose_template_answers = 1
-    await drain(sessionmaker, settings)
+    await drain_with_retries(sessionmaker, settings)
     first, second = fake.template_calls
     assert first[0] == second[0]
     assert len(fake.sent) == 1
@@ -416,7 +438,7 @@ async def test_zalos_error_codes_end_in_the_engines_rules(
     settings = zns_settings(fake, telegram, database_url)
     fake.fail("template", code, message)
     await queue(sessionmaker, people["lan"], "reminder:1")
-    await drain(sessionmaker, settings)
+    await drain_with_retries(sessionmaker, settings)
     (row,) = [row for row in await rows(sessionmaker) if row.kind == "class.reminder"]
     assert row.status == status
     if reason is not None:

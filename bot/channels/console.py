@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import Settings
 from db.phone import normalize_phone
 from db.repos import Repos
+from handlers.attachments import carried
 from handlers.choices import render_numbered
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
@@ -112,8 +113,10 @@ async def _say(
         stdout.write(t(Msg("error.internal"), language) + "\n\n")
         stdout.flush()
         return language
-    texts = render_numbered(answer.replies, answer.language)
-    for reply, text in zip(answer.replies, texts, strict=True):
+    # A photo or document from another platform cannot be shown here: its text says so.
+    replies = [carried(reply, CHANNEL) for reply in answer.replies]
+    texts = render_numbered(replies, answer.language)
+    for reply, text in zip(replies, texts, strict=True):
         if reply.ask_contact:  # no contact button here: say how a terminal proves who it is
             text += "\n" + t(Msg("console.contact_hint"), answer.language)
         stdout.write(text + "\n\n")

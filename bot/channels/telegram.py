@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,6 +38,7 @@ from telegram.ext import Application
 
 from bot import metrics
 from bot.channels.telegram_render import (
+    CHANNEL,
     Outgoing,
     can_edit,
     document_file,
@@ -47,18 +48,23 @@ from bot.channels.telegram_render import (
 )
 from bot.channels.telegram_webhook import BadUpdate
 from bot.config import Settings, TelegramSettings
-from bot.senders import PermanentFailure, TemporaryFailure, Throttled, Unreachable
+from bot.senders import (
+    ChannelDown,
+    PermanentFailure,
+    TemporaryFailure,
+    Throttled,
+    Unreachable,
+)
 from db import inbox
 from db.leases import LeaseLost
 from db.models import Conversation, InboundUpdate, InboxStatus
 from db.repos import Repos
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
-from handlers.types import Incoming, Msg, Reply
+from handlers.types import Attachment, AttachmentKind, Incoming, Msg, Reply
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "telegram"
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 # The bot's menu: command → description key. Texts live in handlers/locales/*/telegram.po.
 COMMANDS = (
@@ -76,6 +82,8 @@ LEASE = dt.timedelta(seconds=60)
 # A worker with nothing to do looks again this often, for updates other processes stored.
 IDLE_SECONDS = 1.0
 MAX_SEND_ATTEMPTS = 5
+# While the Bot API refuses the token, notices wait this long between two tries.
+TOKEN_REFUSED_PAUSE = 60.0
 # With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
 EMPTY_POLL_PAUSE = 1.0
 # /healthz: an API call that succeeded this recently shows the Bot API reachable; else a
@@ -212,8 +220,28 @@ def incoming_of(update: Update) -> Incoming | None:
             contact_phone=contact.phone_number,
             contact_user_id=str(contact.user_id) if contact.user_id else None,
         )
-    # A sticker or a photo comes as empty text, which the flows answer with help.
+    attachment = attachment_of(message)
+    if attachment is not None:
+        return replace(base, text=message.caption or "", attachment=attachment)
+    # A sticker or a voice message comes as empty text, which the flows answer with help.
     return replace(base, text=message.text or "")
+
+
+def attachment_of(message: Message) -> Attachment | None:
+    """Return the photo (its largest size) or document of a message, by Telegram's file id."""
+    if message.photo:
+        largest = message.photo[-1]
+        return Attachment(AttachmentKind.PHOTO, CHANNEL, largest.file_id)
+    document = message.document
+    if document is not None:
+        return Attachment(
+            AttachmentKind.DOCUMENT,
+            CHANNEL,
+            document.file_id,
+            filename=document.file_name,
+            mime_type=document.mime_type,
+        )
+    return None
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
@@ -580,16 +608,36 @@ class TelegramChannel:
                 # Too old to edit, deleted …: send it as a new message.
         await self.send_messages(chat.id, messages)
 
-    async def send_messages(self, chat_id: int | str, messages: Sequence[Outgoing]) -> None:
-        """Send rendered messages to a chat in order."""
+    async def send_messages(
+        self, chat_id: int | str, messages: Sequence[Outgoing]
+    ) -> Message | None:
+        """Send rendered messages to a chat in order; return the last one sent."""
+        sent: Message | None = None
         for message in messages:
+            attachment = message.get("attachment")
             document = document_file(message)
-            if document is None:
-                await self.bot.send_message(chat_id, message["text"], reply_markup=markup(message))
-                continue
-            if message["text"]:
-                await self.bot.send_message(chat_id, message["text"])
-            await self.bot.send_document(chat_id, document, reply_markup=markup(message))
+            if attachment:
+                # A file already on Telegram, sent again by its id; the text is its caption.
+                send_file = (
+                    self.bot.send_photo
+                    if attachment["kind"] == AttachmentKind.PHOTO.value
+                    else self.bot.send_document
+                )
+                sent = await send_file(
+                    chat_id,
+                    attachment["file_id"],
+                    caption=message["text"] or None,
+                    reply_markup=markup(message),
+                )
+            elif document is None:
+                sent = await self.bot.send_message(
+                    chat_id, message["text"], reply_markup=markup(message)
+                )
+            else:
+                if message["text"]:
+                    await self.bot.send_message(chat_id, message["text"])
+                sent = await self.bot.send_document(chat_id, document, reply_markup=markup(message))
+        return sent
 
     # Notices -------------------------------------------------------------------------
 
@@ -598,24 +646,61 @@ class TelegramChannel:
         """Return the channel's name on accounts: the delivery engine's key for this sender."""
         return CHANNEL
 
-    async def send_notice(self, external_id: str, reply: Reply, language: str) -> None:
-        """Send a notice to a linked chat; raise the delivery engine's errors on failure.
+    async def send_notice(self, external_id: str, reply: Reply, language: str) -> str | None:
+        """Send a notice to a linked chat; return the id of its (last) message.
 
-        429 → Throttled; 403 (blocked, deactivated) and a chat Telegram does not know →
-        Unreachable; timeouts, network errors and 5xx (PTB's NetworkError) →
-        TemporaryFailure; any other refusal → PermanentFailure.
+        Raise the delivery engine's errors on failure: 429 → Throttled; a refused token
+        (401/404) → ChannelDown, tried again every TOKEN_REFUSED_PAUSE seconds; 403
+        (blocked, deactivated) and a chat Telegram does not know → Unreachable; timeouts,
+        network errors and 5xx (PTB's NetworkError) → TemporaryFailure; any other refusal
+        → PermanentFailure.
         """
-        try:
-            await self.send_messages(external_id, render_replies([reply], language))
-        except RetryAfter as exc:
-            raise Throttled("429 Too Many Requests", _retry_seconds(exc)) from None
-        except Forbidden as exc:
-            raise Unreachable(f"403 {exc.message}"[:200]) from None
-        except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                raise Unreachable("400 chat not found") from None
-            raise PermanentFailure(f"400 {exc.message}"[:200]) from None
-        except (TimedOut, NetworkError) as exc:
-            raise TemporaryFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None
-        except TelegramError as exc:
-            raise PermanentFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None
+        with _delivery_errors():
+            sent = await self.send_messages(external_id, render_replies([reply], language))
+        return None if sent is None else str(sent.message_id)
+
+    async def edit_notice(
+        self, external_id: str, message_id: str, reply: Reply, language: str
+    ) -> None:
+        """Make a message the bot sent show `reply` (a broadcast's progress, say).
+
+        The same text again is a success; a reply that is not one plain text message, or
+        a message Telegram no longer lets edit, is a PermanentFailure (send a new one).
+        """
+        messages = render_replies([reply], language)
+        if not can_edit(messages):
+            raise PermanentFailure("reply cannot replace a message")
+        with _delivery_errors():
+            try:
+                await self.bot.edit_message_text(
+                    messages[0]["text"],
+                    chat_id=external_id,
+                    message_id=int(message_id),
+                    reply_markup=inline_markup(messages[0]),
+                )
+            except BadRequest as exc:
+                if "message is not modified" in exc.message.lower():
+                    return
+                raise
+
+
+@contextlib.contextmanager
+def _delivery_errors() -> Iterator[None]:
+    """Turn the Bot API's errors into the delivery engine's neutral ones (bot/senders.py)."""
+    try:
+        yield
+    except RetryAfter as exc:
+        raise Throttled("429 Too Many Requests", _retry_seconds(exc)) from None
+    except InvalidToken:
+        # 401/404: the token was revoked or mistyped; no notice is to blame.
+        raise ChannelDown("the Bot API refused the bot token", TOKEN_REFUSED_PAUSE) from None
+    except Forbidden as exc:
+        raise Unreachable(f"403 {exc.message}"[:200]) from None
+    except BadRequest as exc:
+        if "chat not found" in exc.message.lower():
+            raise Unreachable("400 chat not found") from None
+        raise PermanentFailure(f"400 {exc.message}"[:200]) from None
+    except (TimedOut, NetworkError) as exc:
+        raise TemporaryFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None
+    except TelegramError as exc:
+        raise PermanentFailure(f"{type(exc).__name__}: {exc.message}"[:200]) from None

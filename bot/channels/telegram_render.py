@@ -20,12 +20,16 @@ from telegram import (
 
 from bot.channels.text_split import split_text as split_lines
 from bot.channels.text_split import text_length as text_length
+from handlers.attachments import carried
 from handlers.choices import reply_text
 from handlers.i18n import t
 from handlers.types import Msg, Reply
 
+CHANNEL = "telegram"
 # Telegram's limit on a message's text, counted in UTF-16 code units.
 MAX_TEXT = 4096
+# Its limit on a photo's or document's caption.
+MAX_CAPTION = 1024
 
 Outgoing = dict[str, Any]
 
@@ -35,14 +39,35 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return split_lines(text, limit)
 
 
+def _chunks(reply: Reply, language: str) -> list[str]:
+    """Return the texts of a reply's messages; with a photo or document, the last is its caption.
+
+    A text that fits in a caption goes with the file; a longer one is sent before it.
+    """
+    text = reply_text(reply, language)
+    if reply.attachment is None:
+        return split_text(text) or [""]
+    if text_length(text) <= MAX_CAPTION:
+        return [text]
+    return [*split_text(text), ""]
+
+
 def render_replies(replies: Sequence[Reply], language: str) -> list[Outgoing]:
-    """Render replies as JSON-ready messages; a reply's extras ride on its last message."""
+    """Render replies as JSON-ready messages; a reply's extras ride on its last message.
+
+    A photo or document of another platform is left out with a note (handlers.attachments).
+    """
     messages: list[Outgoing] = []
-    for reply in replies:
-        chunks = split_text(reply_text(reply, language)) or [""]
+    for reply in (carried(reply, CHANNEL) for reply in replies):
+        chunks = _chunks(reply, language)
         for number, chunk in enumerate(chunks, start=1):
             message: Outgoing = {"text": chunk}
             if number == len(chunks):
+                if reply.attachment is not None:
+                    message["attachment"] = {
+                        "kind": reply.attachment.kind.value,
+                        "file_id": reply.attachment.file_id,
+                    }
                 if reply.buttons:
                     message["buttons"] = [
                         [{"text": t(button.label, language), "data": button.data} for button in row]
@@ -66,6 +91,7 @@ def can_edit(messages: Sequence[Outgoing]) -> bool:
         len(messages) == 1
         and bool(messages[0]["text"])
         and "document" not in messages[0]
+        and "attachment" not in messages[0]
         and "contact_label" not in messages[0]
     )
 

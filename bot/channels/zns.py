@@ -60,6 +60,12 @@ def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Retrieve a shielded task's outcome, so that one nobody awaits any more is not logged."""
+    if not task.cancelled():
+        task.exception()
+
+
 def api_of(settings: ZnsSettings) -> ZnsApi:
     """Return the client of the configured OA app."""
     assert settings.app_id is not None
@@ -204,8 +210,12 @@ class ZnsChannel:
 
     async def _token(self) -> str:
         """Return an access token, or hold ZNS while there is none."""
+        # Shielded: a send abandoned for its timeout must not cut a refresh short between
+        # Zalo's answer and storing the new pair (the old refresh token is dead by then).
+        refresh = asyncio.ensure_future(self.tokens.access_token())
+        refresh.add_done_callback(_retrieved)
         try:
-            return await self.tokens.access_token()
+            return await asyncio.shield(refresh)
         except TokenUnavailable as exc:
             await self._unclaim(self.clock())
             if exc.needs_authorization:
@@ -259,9 +269,13 @@ class ZnsChannel:
         log.warning("zns held until %s: %s", until.isoformat(), reason)
 
     async def _unclaim(self, now: dt.datetime) -> None:
-        today, _ends = self.day(now)
         async with self.sessionmaker() as session, session.begin():
-            await zns.unclaim(session, self.api.app_id, day=today)
+            await self.give_back(session, now)
+
+    async def give_back(self, session: AsyncSession, now: dt.datetime) -> None:
+        """Give back the day's budget reserved for a send that did not happen."""
+        today, _ends = self.day(now)
+        await zns.unclaim(session, self.api.app_id, day=today)
 
     async def _refused(self, session: AsyncSession, reason: str, now: dt.datetime) -> None:
         """Tell the admins, in the unit of work recording it, that Zalo refused the tokens."""

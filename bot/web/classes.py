@@ -51,29 +51,21 @@ from db.models import (
 )
 from db.registrations import class_starts_at, lock_class, offer_free_seats, seats_taken
 from db.repos import Repos
-from db.roster import EXPORT_COLUMNS, ClassRecord, Row, registrations_for_export, validate_classes
+from db.roster import (
+    EXPORT_COLUMNS,
+    REQUIRED_COLUMNS,
+    ClassRecord,
+    Row,
+    registrations_for_export,
+    validate_classes,
+)
 from db.text import fold
 from handlers.i18n import t
 from handlers.seat_notices import notify_offers
 from handlers.unit_head import PRESET_REASONS
 
-# The form's fields, as the columns of a classes file, then the web's own.
-FORM_FIELDS = (
-    "code",
-    "title",
-    "program",
-    "form",
-    "location",
-    "start_date",
-    "end_date",
-    "registration_deadline",
-    "capacity",
-    "max_age",
-    "required_theory_level",
-    "unit_quotas",
-    "requires_approval",
-    "online_url",
-)
+# The form's fields: the columns of a classes file, with the optional ones it edits.
+FORM_FIELDS = (*REQUIRED_COLUMNS["classes"], "requires_approval", "online_url")
 # Statuses shown on a class's page, in this order.
 SHOWN = (
     RegistrationStatus.PENDING_APPROVAL,
@@ -140,7 +132,7 @@ async def class_list(request: web.Request) -> web.StreamResponse:
             )
         ids = [c.id for c in found]
         taken = await ClassRepo(session).seats_taken(ids)
-        counts = await admin_views.status_counts(session, ids, viewer.scope)
+        counts = await units.status_counts(session, ids, viewer.scope)
     return render(
         request,
         "classes.html",

@@ -1,8 +1,8 @@
 """ZNS: the OA's tokens, the daily ZNS budget, OA webhook events, receipts on outbox rows
 
 Revision ID: 0009
-Revises: 0007
-Create Date: 2026-11-28 09:00:00
+Revises: 0008
+Create Date: 2026-11-29 09:00:00
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 import db.models
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
