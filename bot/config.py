@@ -673,6 +673,7 @@ class Settings(_Section):
             default_language=self.bot.default_language,
             admins=tuple(self.bot.admins),
             offer_window=dt.timedelta(hours=self.registration.offer_window_hours),
+            zns_kinds=self.zns.kinds,
         )
 
 

@@ -386,7 +386,8 @@ async def claim_batch(
     stranded = {row.person_id for row in rows if row.person_id not in accounts} - {None}
     # (Reachable elsewhere: an account on `channels` went unreachable since the pick.)
     elsewhere = await _reachable_people(session, stranded)
-    # Reachable on no chat at all: by ZNS when their kind has a template, else failed.
+    # Reachable on no chat at all: by ZNS when their kind has a template (the rule of
+    # db.zns.goes_by_zns, with the phone checked in _zns_share), else failed.
     chatting = accounts.keys() | elsewhere
     no_chat = [row for row in rows if row.person_id not in chatting]
     by_zns = {row.id for row in no_chat if row.kind in zns_kinds}
@@ -558,7 +559,7 @@ async def _zns_share(
     people = (
         await session.execute(
             select(Person.id, Person.full_name, Person.phone).where(
-                Person.id.in_({row.person_id for row in rows})
+                Person.id.in_({row.person_id for row in rows}), zns.takes_zns()
             )
         )
     ).all()

@@ -14,10 +14,18 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import OutboxMessage, OutboxStatus, Person, ZnsBudget, ZnsEvent, ZnsToken
+from db.models import (
+    ChannelAccount,
+    OutboxMessage,
+    OutboxStatus,
+    Person,
+    ZnsBudget,
+    ZnsEvent,
+    ZnsToken,
+)
 from db.session import upsert_insert
 
 CHANNEL = "zns"
@@ -44,10 +52,44 @@ def tracking_id(idempotency_key: str) -> str:
 
 
 def zalo_phone(phone: str) -> str | None:
-    """Return a roster phone (0XXXXXXXXX) in ZNS's form (84XXXXXXXXX), or None."""
+    """Return a roster phone (0XXXXXXXXX) in ZNS's form (84XXXXXXXXX), or None.
+
+    The roster holds phones as ten digits (db/phone.py), so `takes_zns` can say the same
+    in SQL by their shape alone.
+    """
     if len(phone) == 10 and phone.startswith("0") and phone.isdigit():
         return "84" + phone[1:]
     return None
+
+
+# Who ZNS reaches: the one rule ------------------------------------------------------------
+
+
+def takes_zns() -> ColumnElement[bool]:
+    """Return the condition on Person that ZNS can be sent to their roster phone."""
+    return Person.phone.like("0_________")
+
+
+def chat_reachable() -> ColumnElement[bool]:
+    """Return the condition on Person that the bot can reach one of their chat accounts."""
+    return exists().where(ChannelAccount.person_id == Person.id, ChannelAccount.reachable.is_(True))
+
+
+def goes_by_zns() -> ColumnElement[bool]:
+    """Return the condition on Person that their notices go by ZNS (kinds with a template).
+
+    A person with no chat account the bot can reach (never linked, or every account
+    blocked the bot) and a phone ZNS takes. The delivery claim routes notices by this
+    rule (db/outbox.py), broadcasts count and queue by it (db/broadcasts.py), and what
+    unit heads are told says it (handlers/zns_reach.py).
+    """
+    return ~chat_reachable() & takes_zns()
+
+
+async def reached_by_zns(session: AsyncSession, person_id: int) -> bool:
+    """Return whether the person's notices of kinds with a ZNS template go by ZNS."""
+    found = await session.scalar(select(Person.id).where(Person.id == person_id, goes_by_zns()))
+    return found is not None
 
 
 # Tokens ---------------------------------------------------------------------------------
