@@ -199,7 +199,10 @@ async def web_command(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.web_probes import configured_probes
 
     logging.getLogger("bot").setLevel(logging.INFO)
-    async with open_database(settings) as sessionmaker, configured_probes(settings) as probes:
+    async with (
+        open_database(settings) as sessionmaker,
+        configured_probes(settings, sessionmaker) as probes,
+    ):
         try:
             return await run_web(sessionmaker, settings, probes)
         except ListenError as exc:

@@ -24,6 +24,8 @@ from bot.channels.zns_webhook import zns_handler
 from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings
 from bot.web.app import AdminServer, ListenError, build_admin_app
+from bot.web.core import Probe
+from bot.zns_status import ZnsProbe
 from jobs.registry import JOBS
 from jobs.runner import Job, run_if_due
 
@@ -171,8 +173,11 @@ async def run_service(
         if zns is not None:
             await zns.initialize()
         if settings.web.enabled:
+            probes: list[Probe] = [*channels]
+            if zns is not None:
+                probes.append(ZnsProbe(sessionmaker, settings))
             admin = AdminServer(
-                build_admin_app(sessionmaker, settings, channels),
+                build_admin_app(sessionmaker, settings, probes),
                 settings.web.listen_host,
                 settings.web.listen_port,
             )

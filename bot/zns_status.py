@@ -1,21 +1,23 @@
 """What admins see of ZNS: spend, Zalo's quota, the guard, held notices, the tokens' state.
 
 Read from the database, so every process (and `trainingbot jobs status`, `trainingbot zns
-status`, the web admin's ZNS page) shows the same.
+status`, the web admin's ZNS page, /healthz) shows the same.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.web.core import ProbeFailed
 from db import zns
-from db.models import OutboxMessage, OutboxStatus
+from db.models import OutboxMessage, OutboxStatus, ZnsToken
 
 WITHOUT_TEMPLATE = "unreachable: no reachable chat account, and no ZNS template for "
 
@@ -152,3 +154,74 @@ def status_lines(status: ZnsStatus, zone: ZoneInfo) -> list[str]:
             f"zns: today {count} {kind} notices reached no one: no chat and no ZNS template"
         )
     return lines
+
+
+def now_utc() -> dt.datetime:
+    """Return the current time in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+class ZnsProbe:
+    """/healthz's look at ZNS: its tokens and today's quota, read from the database.
+
+    Zalo is not asked (every probe would cost a call, and the quota comes back with every
+    message anyway). Failing: tokens Zalo refused, or none at all, since ZNS can send
+    nothing until an admin authorizes the app again. A quota used up or a held balance
+    is reported, not failing: notices wait for the next day as they should.
+    """
+
+    channel = zns.CHANNEL
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        clock: Callable[[], dt.datetime] = now_utc,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.clock = clock
+
+    async def probe(self) -> dict[str, object]:
+        """Return ZNS's tokens and quota; raise ProbeFailed when the tokens cannot be used."""
+        section = self.settings.zns
+        app_id = section.app_id or ""
+        now = self.clock()
+        async with self.sessionmaker() as session:
+            token = await zns.token_state(session, app_id)
+            budget = await zns.budget_state(session, app_id)
+        facts: dict[str, object] = {"token": self._token(token, now)}
+        if token is not None and token.access_expires_at is not None:
+            facts["access_token_valid_until"] = _iso(token.access_expires_at)
+        today = now.astimezone(self.settings.bot.zone).date()
+        current = budget is not None and budget.day == today
+        left = None
+        if budget is not None and current and budget.remaining is not None:
+            left = max(0, budget.remaining - (budget.claimed - budget.remaining_claimed))
+        facts |= {
+            "quota_left_today": left,
+            "daily_quota": budget.daily_quota if budget is not None and current else None,
+            "daily_limit": section.daily_limit or None,
+            "taken_today": budget.claimed if budget is not None and current else 0,
+        }
+        if budget is not None and budget.held_until is not None and budget.held_until > now:
+            facts |= {"held_until": _iso(budget.held_until), "held_reason": budget.held_reason}
+        if facts["token"] in ("refused", "missing"):
+            raise ProbeFailed("authorization_needed", facts)
+        return facts
+
+    def _token(self, token: ZnsToken | None, now: dt.datetime) -> str:
+        """Return the tokens' state in a word."""
+        if token is None:
+            # The configured refresh token seeds the row at the first send.
+            return "not_used_yet" if self.settings.zns.refresh_token is not None else "missing"
+        if token.auth_error is not None:
+            return "refused"
+        if token.access_token and token.access_expires_at and token.access_expires_at > now:
+            return "valid"
+        return "to_refresh"
