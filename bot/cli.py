@@ -152,11 +152,12 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """Start the configured chat channels and jobs."""
     telegram = settings.telegram
-    if telegram.token is None and settings.zalo.token is None:
+    if telegram.token is None and settings.zalo.token is None and not settings.zns.kinds:
         raise CommandError(
             "no chat channel is configured: set [telegram] token or [zalo] token in "
-            "config.toml (or TRAININGBOT_TELEGRAM_TOKEN / TRAININGBOT_ZALO_TOKEN); `make demo` "
-            "chats offline in the terminal without one"
+            "config.toml (or TRAININGBOT_TELEGRAM_TOKEN / TRAININGBOT_ZALO_TOKEN), or turn "
+            "[zns] on with a template for notices by ZNS alone; `make demo` chats offline in "
+            "the terminal without one"
         )
     from bot.channels.telegram import startup_failure
     from bot.channels.zalo import startup_failure as zalo_startup_failure

@@ -77,15 +77,15 @@ async def run_once(
     ran = await run_due_jobs(sessionmaker, JOBS, now_utc(), settings.notify)
     print(f"jobs run: {', '.join(ran) if ran else 'none was due'}", file=out)
     async with configured_senders(sessionmaker, settings) as senders:
-        if not senders:
+        if not senders and not settings.zns.kinds:
             async with sessionmaker() as session:
                 queued = (await outbox.counts(session)).get(OutboxStatus.QUEUED, 0)
-            print(
-                f"delivery: no chat channel is configured ([telegram] or [zalo] token): "
-                f"{queued} notices stay queued",
-                file=out,
-            )
+            missing = "no chat channel is configured ([telegram] or [zalo] token)"
+            if settings.zns.enabled:
+                missing += " and no ZNS template is on"
+            print(f"delivery: {missing}: {queued} notices stay queued", file=out)
             return 0
+        # Without a chat channel, ZNS alone: notices of people linked to a chat wait for it.
         async with configured_zns(sessionmaker, settings) as zns:
             engine = DeliveryEngine(
                 sessionmaker, senders, DeliverySettings.of(settings), settings.notify, zns=zns

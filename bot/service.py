@@ -248,6 +248,8 @@ async def run_service(
             )
             if each is not None
         )
+        if zns is not None:
+            modes = ", ".join(filter(None, [modes, "zns"]))
         log.info("trainingbot started (%s)", modes)
         stop_asked: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
         done, _running = await asyncio.wait(
