@@ -255,7 +255,7 @@ async def _unreachable_nominee(person: Person, ctx: Context) -> list[Msg]:
         return [Msg("nominate.unreachable", {"name": person.full_name}), *still_by_zns(by_zns)]
     by_zns.remove("nomination")
     told = Msg("zns.nominee_told_by_zns", {"name": person.full_name})
-    return [told, *still_by_zns(by_zns, "zns.reach_also")]
+    return [told, *still_by_zns(by_zns, Msg("zns.reach_also"))]
 
 
 async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:

@@ -23,11 +23,11 @@ def kinds_by_zns(settings: ChatSettings, *, leave_out: Collection[str] = ()) -> 
     ]
 
 
-def still_by_zns(names: Collection[str], headline: str = "zns.reach_still") -> list[Msg]:
+def still_by_zns(names: Collection[str], headline: Msg | None = None) -> list[Msg]:
     """Return the lines that name what still reaches a person by ZNS (none: no lines)."""
     if not names:
         return []
     return [
-        Msg(headline),
+        headline or Msg("zns.reach_still"),
         *(Msg("zns.reach_kind", {"kind": Msg(f"zns.kind_{name}")}) for name in names),
     ]
