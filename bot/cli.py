@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import ConfigError, DatabaseSettings, Settings, load_settings
+from bot.zns_cli import add_zns_commands
 from db import migrate
 from db.roster import KINDS
 from db.session import create_engine, create_sessionmaker
@@ -151,11 +152,12 @@ async def demo(settings: Settings, args: argparse.Namespace) -> int:
 async def run(settings: Settings, _args: argparse.Namespace) -> int:
     """Start the configured chat channels and jobs."""
     telegram = settings.telegram
-    if telegram.token is None and settings.zalo.token is None:
+    if telegram.token is None and settings.zalo.token is None and not settings.zns.kinds:
         raise CommandError(
             "no chat channel is configured: set [telegram] token or [zalo] token in "
-            "config.toml (or TRAININGBOT_TELEGRAM_TOKEN / TRAININGBOT_ZALO_TOKEN); `make demo` "
-            "chats offline in the terminal without one"
+            "config.toml (or TRAININGBOT_TELEGRAM_TOKEN / TRAININGBOT_ZALO_TOKEN), or turn "
+            "[zns] on with a template for notices by ZNS alone; `make demo` chats offline in "
+            "the terminal without one"
         )
     from bot.channels.telegram import startup_failure
     from bot.channels.zalo import startup_failure as zalo_startup_failure
@@ -198,7 +200,10 @@ async def web_command(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.web_probes import configured_probes
 
     logging.getLogger("bot").setLevel(logging.INFO)
-    async with open_database(settings) as sessionmaker, configured_probes(settings) as probes:
+    async with (
+        open_database(settings) as sessionmaker,
+        configured_probes(settings, sessionmaker) as probes,
+    ):
         try:
             return await run_web(sessionmaker, settings, probes)
         except ListenError as exc:
@@ -319,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show queued/sent/failed notices and the jobs' next runs"
     ).set_defaults(handler=jobs_command)
     add_web_commands(commands)
+    add_zns_commands(commands)
     return parser
 
 

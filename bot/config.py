@@ -9,7 +9,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from db.phone import normalize_phone
 from handlers.types import ChatSettings
+from handlers.zns_fields import ZNS_KINDS, source_error
 from jobs.timing import (
     DEFAULT_ONLINE_LINK,
     DEFAULT_REMINDERS,
@@ -390,6 +391,201 @@ class BroadcastSettings(_Section):
     progress_seconds: float = Field(default=5, gt=0, le=3600)
 
 
+_ZNS_PARAMETER = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+class ZnsTemplate(_Section):
+    # The template's id, as Zalo approved it (digits).
+    template_id: str
+    # Off: notices of this kind do not go by ZNS (people without a chat are not reached).
+    enabled: bool = True
+    # Template parameter → the notice's value that fills it (handlers/zns_fields.py).
+    fields: dict[str, str] = Field(default_factory=dict)
+    # Template parameter → its longest value (Zalo refuses longer ones): longer values are cut.
+    max_lengths: dict[str, Annotated[int, Field(ge=1, le=2000)]] = Field(default_factory=dict)
+
+    @field_validator("template_id", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        # Written as a number or a string in TOML: both are the id.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,32}", value.strip()):
+            raise ValueError('must be the template\'s id as Zalo gives it (digits, e.g. "251234")')
+        return value.strip()
+
+    @field_validator("fields")
+    @classmethod
+    def _parameter_names(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError(
+                "must map the template's parameters to the notice's values, e.g. "
+                '{ ten_lop = "title", ngay = "start" }'
+            )
+        for name in value:
+            if not _ZNS_PARAMETER.fullmatch(name):
+                raise ValueError(f"{name!r} is not a template parameter (A-Z, a-z, 0-9 and _)")
+        return value
+
+    @model_validator(mode="after")
+    def _lengths_of_fields(self) -> ZnsTemplate:
+        unknown = sorted(set(self.max_lengths) - set(self.fields))
+        if unknown:
+            raise ValueError(f"max_lengths names {', '.join(unknown)}, which fields does not")
+        return self
+
+
+def _zns_template_of(kind: str) -> Any:
+    """Return a validator that the sources of a kind's template are values of its notices."""
+
+    def check(template: ZnsTemplate | None) -> ZnsTemplate | None:
+        if template is None:
+            return None
+        for parameter, source in template.fields.items():
+            problem = source_error(ZNS_KINDS[kind], source)
+            if problem is not None:
+                raise ValueError(f"fields: {parameter} = {problem}")
+        return template
+
+    return AfterValidator(check)
+
+
+class ZnsTemplates(_Section):
+    """One template per kind of notice that may go by ZNS (handlers/zns_fields.py)."""
+
+    reminder: Annotated[ZnsTemplate | None, _zns_template_of("reminder")] = None
+    online_link: Annotated[ZnsTemplate | None, _zns_template_of("online_link")] = None
+    change: Annotated[ZnsTemplate | None, _zns_template_of("change")] = None
+    deadline_warning: Annotated[ZnsTemplate | None, _zns_template_of("deadline_warning")] = None
+    broadcast: Annotated[ZnsTemplate | None, _zns_template_of("broadcast")] = None
+    nomination: Annotated[ZnsTemplate | None, _zns_template_of("nomination")] = None
+    decision: Annotated[ZnsTemplate | None, _zns_template_of("decision")] = None
+    offer: Annotated[ZnsTemplate | None, _zns_template_of("offer")] = None
+
+    def by_kind(self) -> dict[str, ZnsTemplate]:
+        """Return the configured templates that are on, by kind name."""
+        return {
+            name: template
+            for name in ZNS_KINDS
+            if (template := getattr(self, name)) is not None and template.enabled
+        }
+
+
+def _base_url(example: str) -> Any:
+    def check(value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local test server)")
+        if _host_of(value) is None:
+            raise ValueError(f"must name a host, e.g. {example}")
+        return value.rstrip("/")
+
+    return AfterValidator(check)
+
+
+class ZnsSettings(_Section):
+    # Zalo Official Account + ZNS template messages: notices by phone number to people
+    # without a chat with the bot.
+    enabled: bool = False
+    # The Zalo app linked to the OA (developers.zalo.me), and its secret key (refreshing).
+    app_id: str | None = None
+    secret_key: SecretStr | None = Field(default=None, repr=False)
+    # The OA secret key (not the app's): webhook posts are signed with it.
+    oa_secret_key: SecretStr | None = Field(default=None, repr=False)
+    # The first refresh token (from authorizing the app for the OA). It is used once and
+    # replaced; the database keeps the current one. Another value here is a new
+    # authorization and replaces the stored tokens.
+    refresh_token: SecretStr | None = Field(default=None, repr=False)
+    oauth_base_url: Annotated[str, _base_url("https://oauth.zaloapp.com")] = (
+        "https://oauth.zaloapp.com"
+    )
+    zns_base_url: Annotated[str, _base_url("https://business.openapi.zalo.me")] = (
+        "https://business.openapi.zalo.me"
+    )
+    oa_base_url: Annotated[str, _base_url("https://openapi.zalo.me")] = "https://openapi.zalo.me"
+    # The access token is refreshed this long before it expires; if a refresh fails, it
+    # still works that long while an admin authorizes the app again.
+    refresh_margin_minutes: float = Field(default=180, ge=1, le=20 * 60)
+    # ZNS messages per second, every process together.
+    rate_per_second: float = Field(default=5, gt=0, le=100)
+    # The school's own cap on ZNS messages a day (they are paid); 0: none but Zalo's quota.
+    daily_limit: int = Field(default=0, ge=0, le=10_000_000)
+    # ZNS messages of Zalo's daily quota kept for urgent notices (a class moved or
+    # cancelled): other notices stop when this many are left.
+    quota_reserve: int = Field(default=10, ge=0, le=1_000_000)
+    # The language the templates were approved in.
+    language: Literal["vi", "en"] = "vi"
+    # The OA's webhook (receipts, messages to the OA, follows), served by `trainingbot run`.
+    webhook_path: str = "/zalo-oa"
+    listen_host: str | None = None
+    listen_port: int | None = Field(default=None, ge=0, le=65535)
+    # How X-ZEvent-Signature is computed (sources disagree; see bot/channels/zns_webhook.py).
+    signature: Literal["sha256", "sha256_header_timestamp", "hmac_sha256"] = "sha256"
+    # Answer a text written to the OA with a pointer to the bot (a free consultation message).
+    reply_to_messages: bool = True
+    # Where people find the bot, for that answer (e.g. https://zalo.me/…, https://t.me/…).
+    bot_links: list[str] = Field(default_factory=list)
+    templates: ZnsTemplates = ZnsTemplates()
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _app_id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and not value.strip():
+            return None
+        if value is not None and not (isinstance(value, str) and value.strip().isdigit()):
+            raise ValueError("must be the app's id from developers.zalo.me (digits)")
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("secret_key", "oa_secret_key", "refresh_token", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: Any) -> Any:
+        return _blank_is_none(value)
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        value = _absolute(value)
+        if value == "/healthz":
+            raise ValueError("/healthz is the health check's path")
+        return value
+
+    @field_validator("bot_links")
+    @classmethod
+    def _links(cls, value: list[str]) -> list[str]:
+        for link in value:
+            if not link.startswith("https://") or _host_of(link) is None:
+                raise ValueError(f"{link!r} is not an https:// address")
+        return value
+
+    @model_validator(mode="after")
+    def _enabled_needs_credentials(self) -> ZnsSettings:
+        if self.enabled:
+            missing = [
+                name
+                for name in ("app_id", "secret_key", "oa_secret_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"enabled = true needs {', '.join(missing)} (from developers.zalo.me and the "
+                    "OA's settings; keep the keys in TRAININGBOT_ZNS_SECRET_KEY and "
+                    "TRAININGBOT_ZNS_OA_SECRET_KEY)"
+                )
+        return self
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Return the outbox kinds that may go by ZNS: those of a template that is on."""
+        if not self.enabled:
+            return frozenset()
+        return frozenset(
+            outbox_kind
+            for name in self.templates.by_kind()
+            for outbox_kind in ZNS_KINDS[name].outbox_kinds
+        )
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     bot: BotSettings = BotSettings()
@@ -399,6 +595,7 @@ class Settings(_Section):
     zalo: ZaloSettings = ZaloSettings()
     web: WebSettings = WebSettings()
     broadcast: BroadcastSettings = BroadcastSettings()
+    zns: ZnsSettings = ZnsSettings()
 
     @model_validator(mode="after")
     def _one_path_per_webhook(self) -> Settings:
@@ -416,6 +613,34 @@ class Settings(_Section):
                 "address; give each webhook its own path"
             )
         return self
+
+    @model_validator(mode="after")
+    def _zns_webhook_path(self) -> Settings:
+        # The OA's webhook shares a listening address with the chat webhooks unless told
+        # otherwise: its path must be its own.
+        zns = self.zns
+        if not zns.enabled:
+            return self
+        telegram, zalo = self.telegram, self.zalo
+        taken: dict[tuple[str, int], list[str]] = {}
+        if telegram.token is not None and telegram.mode == "webhook":
+            taken.setdefault((telegram.listen_host, telegram.listen_port), []).append(telegram.path)
+        if zalo.token is not None and zalo.mode == "webhook":
+            taken.setdefault(self.zalo_listen, []).append(zalo.path)
+        if zns.webhook_path in taken.get(self.zns_listen, []):
+            raise ValueError(
+                f"[zns] webhook_path: {zns.webhook_path} is also a chat webhook's path on the "
+                "same listening address; give the OA's webhook its own path"
+            )
+        return self
+
+    @property
+    def zns_listen(self) -> tuple[str, int]:
+        """Return the address the OA's webhook is served on ([telegram]'s when unset)."""
+        zns, telegram = self.zns, self.telegram
+        host = zns.listen_host or telegram.listen_host
+        port = zns.listen_port if zns.listen_port is not None else telegram.listen_port
+        return host, port
 
     @property
     def zalo_listen(self) -> tuple[str, int]:
@@ -448,6 +673,7 @@ class Settings(_Section):
             default_language=self.bot.default_language,
             admins=tuple(self.bot.admins),
             offer_window=dt.timedelta(hours=self.registration.offer_window_hours),
+            zns_kinds=self.zns.kinds,
         )
 
 
@@ -473,28 +699,42 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]")
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-.\" ]+?)\s*\]")
 _KEY = re.compile(r"^\s*\"?([A-Za-z0-9_\-]+)\"?\s*=")
 
 
+def _table_name(header: str) -> str:
+    """Return a table header's dotted name without quotes and spaces: zns.templates.change."""
+    return ".".join(part.strip().strip('"') for part in header.split("."))
+
+
 def _locate(text: str, loc: tuple[str | int, ...]) -> int | None:
-    """Return the 1-based line where `[loc[0]] loc[1]` is written, or None."""
-    section: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if table := _TABLE.match(line):
-            section = table.group(1)
-            if len(loc) == 1 and section == loc[0]:
+    """Return the 1-based line where the key at `loc` is written, or None.
+
+    `[zns.templates.change] fields` is found in its own table, and a key of an inline
+    table (`fields = { … }`) at the line of the table's key.
+    """
+    names = [str(part) for part in loc]
+    lines = text.splitlines()
+    for end in range(len(names) - 1, -1, -1):
+        table, key = ".".join(names[:end]), names[end]
+        section: str | None = None
+        for number, line in enumerate(lines, start=1):
+            if header := _TABLE.match(line):
+                section = _table_name(header.group(1))
+                if section == ".".join(names[: end + 1]):
+                    return number
+            elif (found := _KEY.match(line)) and section == table and found.group(1) == key:
                 return number
-        elif (key := _KEY.match(line)) and len(loc) >= 2 and (section, key.group(1)) == loc[:2]:
-            return number
     return None
 
 
 def _describe(error: Mapping[str, Any], source: str, text: str, environ_keys: set[str]) -> str:
-    loc = tuple(error["loc"])
+    # A list's index (the 2nd admin) is not a key: the list is named.
+    loc = tuple(part for part in error["loc"] if isinstance(part, str))
     if not loc:  # a rule across sections: the message names its keys
         return f"{source}: {str(error['msg']).removeprefix('Value error, ')}"
-    where = f"[{loc[0]}]" if len(loc) == 1 else f"[{loc[0]}] {loc[1]}"
+    where = f"[{loc[0]}]" if len(loc) == 1 else f"[{'.'.join(map(str, loc[:-1]))}] {loc[-1]}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key" if len(loc) > 1 else "unknown section"
@@ -510,10 +750,13 @@ def _describe(error: Mapping[str, Any], source: str, text: str, environ_keys: se
 def _valid_keys(loc: tuple[str | int, ...]) -> list[str]:
     model: type[BaseModel] = Settings
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        field = model.model_fields.get(str(part))
+        # An optional table (`ZnsTemplate | None`) is the model it holds.
+        candidates = get_args(field.annotation) or (field.annotation,) if field else ()
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not found:
             return []
-        model = annotation
+        model = found[0]
     return sorted(model.model_fields)
 
 

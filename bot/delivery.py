@@ -17,7 +17,12 @@ channel's `Sender`, and settles it in its own unit of work:
 - QuotaExhausted (a plan's message quota used up) → FAILED; the process holds the
   channel's other notices back for `quota_pause` (they wait instead of failing one by
   one) and the admins are told once a month;
-- PermanentFailure → FAILED with the reason (shown to admins in their summary).
+- PermanentFailure → FAILED with the reason (shown to admins in their summary);
+- Held (ZNS: the day's quota used up, tokens to renew) → the notice waits until the
+  channel can send again, no attempt counted; the admins are told once a day.
+
+People without a reachable chat account get the notices whose kind has a ZNS template by
+ZNS, to their roster phone (`zns`, bot/channels/zns.py; db/outbox.py routes them).
 
 A notice is settled only under its claim's lease; the lease outlives the slot by
 `lease`, so a crash mid-send leaves the row to be claimed again: sent at most once more.
@@ -37,6 +42,7 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,6 +51,7 @@ from bot.config import Settings
 from bot.senders import (
     ChannelDown,
     DeliveryError,
+    Held,
     PermanentFailure,
     QuotaExhausted,
     Sender,
@@ -60,13 +67,19 @@ from handlers.channel_alerts import report_quota_exhausted
 from handlers.i18n import supported_language
 from handlers.notices import decode_reply
 from handlers.types import Reply
+from handlers.zns_alerts import report_held, report_without_template
 from jobs.timing import NotifySettings
+
+if TYPE_CHECKING:
+    from bot.channels.zns import ZnsChannel
 
 log = logging.getLogger(__name__)
 
 # `drain` waits for notices held back this long at most (a chat's pace, a 429's pause),
 # and gives up after this long without anything settled (a server refusing every send).
 DRAIN_WAITS_FOR = dt.timedelta(seconds=30)
+# A channel held (ZNS's quota, its tokens) is looked at again this often by a process.
+HELD_RECHECK = dt.timedelta(minutes=1)
 # The longest wait between two retries of a failing notice.
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
 
@@ -112,7 +125,10 @@ class DeliverySettings:
             retry_base=dt.timedelta(seconds=section.retry_seconds),
             # A batch holds about two seconds of sends.
             batch_size=max(1, min(200, round(section.rate_per_second * 2))),
-            channel_rates={"zalo": settings.zalo.rate_per_second},
+            channel_rates={
+                "zalo": settings.zalo.rate_per_second,
+                "zns": settings.zns.rate_per_second,
+            },
         )
 
 
@@ -154,9 +170,13 @@ class DeliveryEngine:
     notify: NotifySettings
     clock: Callable[[], dt.datetime] = now_utc
     report: DeliveryReport = field(default_factory=DeliveryReport)
+    # ZNS for people without a reachable chat, when configured.
+    zns: ZnsChannel | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Per channel: this process sends nothing before then (a 429 asked to wait).
     _paused_until: dict[str, dt.datetime] = field(default_factory=dict)
+    # Why a channel is held (ZNS), written on the notices that wait for it.
+    _held_reasons: dict[str, str] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
     # Set by `run`'s caller to stop: waits for slots end early, unsent notices go back.
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -172,10 +192,11 @@ class DeliveryEngine:
     def pace(self) -> Pace:
         """Return the claim's pacing for these senders."""
         rates = self.settings.channel_rates
+        channels = [*self._by_channel, *([self.zns.channel] if self.zns else [])]
         return Pace(
             interval={
                 channel: 1.0 / rates.get(channel, self.settings.rate_per_second)
-                for channel in self._by_channel
+                for channel in channels
             },
             per_chat=self.settings.per_chat_seconds,
             lease=self.settings.lease,
@@ -193,9 +214,10 @@ class DeliveryEngine:
 
     async def claim(self) -> list[Notice]:
         """Claim the next batch of due notices (one unit of work)."""
-        if not self._by_channel:
+        if not self._by_channel and self.zns is None:
             return []
         now = self.clock()
+        route = self.zns.route(now) if self.zns is not None else None
         async with self.sessionmaker() as session, session.begin():
             claim = await outbox.claim_batch(
                 session,
@@ -204,13 +226,35 @@ class DeliveryEngine:
                 limit=self.settings.batch_size,
                 pace=self.pace,
                 quiet=self._quiet(now),
+                zns_route=route,
             )
+            if route is not None:
+                await self._report_zns(session, claim, now)
         self.report.skipped += claim.skipped
         self.report.unreachable += claim.unreachable
         self._held_until = claim.held_until
         for notice in claim.notices:
             self._postponed.pop(notice.id, None)
         return claim.notices
+
+    async def _report_zns(
+        self, session: AsyncSession, claim: outbox.Claim, now: dt.datetime
+    ) -> None:
+        """Tell the admins (once a day) what ZNS could not carry in this claim."""
+        repos = Repos(session)
+        chat = self.notify.chat
+        for kind, count in claim.without_template.items():
+            # Alerts about channels that reach no admin are not themselves reported.
+            if not kind.startswith(("zns.", "channel.")):
+                await report_without_template(repos, kind, count, now=now, settings=chat)
+        reason, until = claim.zns_held_reason, claim.zns_held_until
+        if claim.zns_held and reason is not None and until is not None:
+            topic = "auth"
+            if reason.startswith("zns quota"):
+                topic = "quota"
+            elif reason.startswith("zns balance"):
+                topic = "balance"
+            await report_held(repos, reason, until, topic=topic, now=now, settings=chat)
 
     async def round(self) -> int:
         """Claim a batch and start sending it; return how many notices it took.
@@ -326,6 +370,7 @@ class DeliveryEngine:
             if not await self._wait_until(notice.slot):
                 async with self.sessionmaker() as session, session.begin():
                     await outbox.release(session, notice, per_chat=self.settings.per_chat_seconds)
+                await self._give_back(notice)
                 return
             if self.clock() + dt.timedelta(seconds=self.settings.send_timeout) > notice.token:
                 # The process stalled past the slot (a suspended machine): the lease could
@@ -333,6 +378,7 @@ class DeliveryEngine:
                 # the lease: another worker, or this one, takes it once it ran out.
                 self.report.lost_leases += 1
                 log.warning("outbox row %s: too late for its lease, not sent", notice.id)
+                await self._give_back(notice)
                 return
             await self._send(notice)
         except LeaseLost:
@@ -346,24 +392,30 @@ class DeliveryEngine:
         paused = self._paused_until.get(notice.channel)
         if paused is not None and paused > self.clock():
             # The channel asked to wait after this notice's slot was reserved.
+            reason = self._held_reasons.get(notice.channel)
             async with self.sessionmaker() as session, session.begin():
-                await outbox.postpone(session, notice, until=paused)
+                await outbox.postpone(session, notice, until=paused, reason=reason)
+            await self._give_back(notice)
             self._postponed[notice.id] = paused
             return
         async with self.sessionmaker() as session:
-            if not await outbox.is_claimed(session, notice):
-                # Stopped (a broadcast) or taken again meanwhile: not sent, nothing to settle.
-                log.info("outbox row %s is no longer queued under this claim: not sent", notice.id)
-                return
-        sender = self._by_channel[notice.channel]
+            claimed = await outbox.is_claimed(session, notice)
+        if not claimed:
+            # Stopped (a broadcast) or taken again meanwhile: not sent, nothing to settle.
+            log.info("outbox row %s is no longer queued under this claim: not sent", notice.id)
+            await self._give_back(notice)
+            return
         language = supported_language(notice.language) or self.notify.chat.default_language
         try:
             reply = decode_reply(notice.payload["reply"])
         except (KeyError, TypeError, ValueError) as exc:
             await self._settle_failed(notice, f"unreadable notice: {type(exc).__name__}")
+            await self._give_back(notice)
             return
         try:
-            await self._deliver(sender, notice, reply, language)
+            provider_id = await self._deliver(notice, reply, language)
+        except Held as exc:
+            await self._held(notice, exc)
         except Throttled as exc:
             await self._throttled(notice, exc)
         except Unreachable as exc:
@@ -379,22 +431,57 @@ class DeliveryEngine:
         else:
             async with self.sessionmaker() as session, session.begin():
                 await outbox.mark_sent(
-                    session, notice, now=self.clock(), per_chat=self.settings.per_chat_seconds
+                    session,
+                    notice,
+                    now=self.clock(),
+                    per_chat=self.settings.per_chat_seconds,
+                    provider_message_id=provider_id,
                 )
             self.report.sent += 1
             metrics.sent(notice.channel, "notice")
 
-    async def _deliver(self, sender: Sender, notice: Notice, reply: Reply, language: str) -> None:
-        """Send through the channel; no answer within `send_timeout` is a TemporaryFailure.
+    async def _deliver(self, notice: Notice, reply: Reply, language: str) -> str | None:
+        """Send the notice on its channel; return the message id to keep (ZNS's msg_id).
 
-        A timed-out send may still have been delivered: its retry can repeat it once.
+        No answer within `send_timeout` is a TemporaryFailure: a timed-out send may still
+        have been delivered, and its retry can repeat it once (by ZNS with the same
+        tracking id). A ZNS message's quota report is recorded at once, so that the day's
+        guard sees it.
         """
         timeout = self.settings.send_timeout
         try:
             async with asyncio.timeout(timeout):
-                await sender.send_notice(notice.external_id, reply, language)
+                if self.zns is None or notice.channel != self.zns.channel:
+                    sender = self._by_channel[notice.channel]
+                    await sender.send_notice(notice.external_id, reply, language)
+                    return None
+                accepted = await self.zns.send(notice, reply)
         except TimeoutError:
             raise TemporaryFailure(f"no answer within {timeout:g} s") from None
+        async with self.sessionmaker() as session, session.begin():
+            await self.zns.accepted(session, accepted, self.clock())
+        return accepted.msg_id or None
+
+    async def _give_back(self, notice: Notice) -> None:
+        """Give a ZNS notice's place in the day's budget back: it was claimed, not sent."""
+        if self.zns is not None and notice.channel == self.zns.channel:
+            async with self.sessionmaker() as session, session.begin():
+                await self.zns.give_back(session, self.clock())
+
+    async def _held(self, notice: Notice, exc: Held) -> None:
+        # The channel cannot send before `until` (ZNS's quota, its tokens): this notice and
+        # the process's others on the channel wait, not failed, no attempt counted.
+        log.warning("%s held until %s: %s", notice.channel, exc.until.isoformat(), exc.reason)
+        # This process holds back only briefly: the database's hold is what counts, and an
+        # admin may end it (a new authorization) long before `until`.
+        pause = min(exc.until, self.clock() + HELD_RECHECK)
+        current = self._paused_until.get(notice.channel)
+        self._paused_until[notice.channel] = pause if current is None else max(current, pause)
+        self._held_reasons[notice.channel] = exc.reason
+        async with self.sessionmaker() as session, session.begin():
+            await outbox.postpone(session, notice, until=exc.until, reason=exc.reason)
+        self._postponed[notice.id] = exc.until
+        self.wake()
 
     async def _throttled(self, notice: Notice, exc: Throttled) -> None:
         until = self.clock() + dt.timedelta(seconds=max(exc.retry_after, 0.5))
@@ -416,8 +503,13 @@ class DeliveryEngine:
     async def _unreachable(self, notice: Notice, exc: Unreachable) -> None:
         log.info("outbox row %s: account %s unreachable", notice.id, notice.account_id)
         async with self.sessionmaker() as session, session.begin():
+            route = self.zns.route(self.clock()) if self.zns is not None else None
             requeued = await outbox.account_unreachable(
-                session, notice, exc.reason, now=self.clock()
+                session,
+                notice,
+                exc.reason,
+                now=self.clock(),
+                zns_kinds=route.kinds if route is not None else frozenset(),
             )
         if requeued:
             self.wake()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +18,9 @@ from db import outbox
 from db.models import OutboxMessage, OutboxStatus
 from jobs.registry import JOBS
 from jobs.runner import job_runs, run_due_jobs
+
+if TYPE_CHECKING:
+    from bot.channels.zns import ZnsChannel
 
 # `jobs status` shows a channel's quota refusals this far back (a quota is monthly).
 QUOTA_DAYS = 31
@@ -49,6 +52,24 @@ async def configured_senders(
         yield senders
 
 
+@contextlib.asynccontextmanager
+async def configured_zns(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> AsyncIterator[ZnsChannel | None]:
+    """Yield the ZNS channel when [zns] is on, connected for the time being; else None."""
+    if not settings.zns.enabled:
+        yield None
+        return
+    from bot.channels.zns import ZnsChannel, api_of
+
+    channel = ZnsChannel(api_of(settings.zns), sessionmaker, settings)
+    await channel.initialize()
+    try:
+        yield channel
+    finally:
+        await channel.shutdown()
+
+
 async def run_once(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, out: TextIO
 ) -> int:
@@ -56,19 +77,20 @@ async def run_once(
     ran = await run_due_jobs(sessionmaker, JOBS, now_utc(), settings.notify)
     print(f"jobs run: {', '.join(ran) if ran else 'none was due'}", file=out)
     async with configured_senders(sessionmaker, settings) as senders:
-        if not senders:
+        if not senders and not settings.zns.kinds:
             async with sessionmaker() as session:
                 queued = (await outbox.counts(session)).get(OutboxStatus.QUEUED, 0)
-            print(
-                f"delivery: no chat channel is configured ([telegram] or [zalo] token): "
-                f"{queued} notices stay queued",
-                file=out,
-            )
+            missing = "no chat channel is configured ([telegram] or [zalo] token)"
+            if settings.zns.enabled:
+                missing += " and no ZNS template is on"
+            print(f"delivery: {missing}: {queued} notices stay queued", file=out)
             return 0
-        engine = DeliveryEngine(
-            sessionmaker, senders, DeliverySettings.of(settings), settings.notify
-        )
-        report = await engine.drain()
+        # Without a chat channel, ZNS alone: notices of people linked to a chat wait for it.
+        async with configured_zns(sessionmaker, settings) as zns:
+            engine = DeliveryEngine(
+                sessionmaker, senders, DeliverySettings.of(settings), settings.notify, zns=zns
+            )
+            report = await engine.drain()
         # Broadcasts' progress and reports in their authors' chats, as the service shows them.
         shown = await BroadcastMonitor.of(sessionmaker, senders, settings).round()
     print(f"delivery: {report.line()}", file=out)
@@ -132,6 +154,13 @@ async def show_status(
             f"{QUOTA_DAYS} days ({reason}); the admins were told; see README (Zalo, limits)",
             file=out,
         )
+    if settings.zns.enabled:
+        from bot.zns_status import status_lines, zns_status
+
+        async with sessionmaker() as session:
+            state = await zns_status(session, settings, now)
+        for line in status_lines(state, zone):
+            print(f"  {line}", file=out)
     print(f"jobs (times in {zone}):", file=out)
     width = max(len(job.name) for job in JOBS)
     for job in JOBS:

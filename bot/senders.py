@@ -9,6 +9,7 @@ means for the outbox row, the same way for every channel.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol, runtime_checkable
 
 from handlers.types import Reply
@@ -56,6 +57,15 @@ class QuotaExhausted(PermanentFailure):
     Sending more on the channel fails until the quota renews, so the engine pauses the
     channel and tells the admins once instead of retrying each notice.
     """
+
+
+class Held(DeliveryError):
+    """The channel cannot send now (its quota of the day is used up, its credentials must
+    be renewed): the notice waits until `until`, no attempt counted, and is not failed."""
+
+    def __init__(self, reason: str, until: dt.datetime) -> None:
+        super().__init__(reason)
+        self.until = until
 
 
 class Sender(Protocol):

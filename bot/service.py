@@ -19,9 +19,13 @@ from bot.channels.telegram_webhook import Handler, WebhookServer, routes_app, te
 from bot.channels.zalo import ZaloChannel
 from bot.channels.zalo_api import ZaloBot
 from bot.channels.zalo_webhook import zalo_handler
+from bot.channels.zns import ZnsChannel, api_of
+from bot.channels.zns_webhook import zns_handler
 from bot.config import Settings
 from bot.delivery import DeliveryEngine, DeliverySettings
-from bot.web.app import AdminServer, build_admin_app
+from bot.web.app import AdminServer, ListenError, build_admin_app
+from bot.web.core import Probe
+from bot.zns_status import ZnsProbe
 from jobs.registry import JOBS
 from jobs.runner import Job, run_if_due
 
@@ -154,7 +158,10 @@ async def run_service(
     servers: list[WebhookServer] = []
     names: dict[asyncio.Task[None], str] = {}
     scheduler = JobScheduler(sessionmaker, settings, JOBS if jobs is None else jobs)
-    engine = DeliveryEngine(sessionmaker, channels, DeliverySettings.of(settings), settings.notify)
+    zns = _zns_channel(sessionmaker, settings)
+    engine = DeliveryEngine(
+        sessionmaker, channels, DeliverySettings.of(settings), settings.notify, zns=zns
+    )
     delivery_stop = asyncio.Event()
     status = 0
     initialized: list[TelegramChannel | ZaloChannel] = []
@@ -163,9 +170,14 @@ async def run_service(
         for each in channels:
             await each.initialize()
             initialized.append(each)
+        if zns is not None:
+            await zns.initialize()
         if settings.web.enabled:
+            probes: list[Probe] = [*channels]
+            if zns is not None:
+                probes.append(ZnsProbe(sessionmaker, settings))
             admin = AdminServer(
-                build_admin_app(sessionmaker, settings, channels),
+                build_admin_app(sessionmaker, settings, probes),
                 settings.web.listen_host,
                 settings.web.listen_port,
             )
@@ -176,6 +188,8 @@ async def run_service(
         names[asyncio.create_task(engine.run(delivery_stop))] = "notice delivery"
         monitor = BroadcastMonitor.of(sessionmaker, channels, settings)
         names[asyncio.create_task(monitor.run(delivery_stop))] = "broadcast progress"
+        if zns is not None:
+            names[asyncio.create_task(zns.answer_messages(delivery_stop))] = "zns answers"
         pollers: list[asyncio.Task[None]] = []
         routes: dict[tuple[str, int], dict[str, Handler]] = {}
         if channel is not None and telegram.mode == "polling":
@@ -196,9 +210,22 @@ async def run_service(
             secret = zalo.secret_token.get_secret_value()
             handler = zalo_handler(zalo_channel.receive, secret_token=secret)
             routes.setdefault(settings.zalo_listen, {})[zalo.path] = handler
+        if zns is not None:
+            routes.setdefault(settings.zns_listen, {})[settings.zns.webhook_path] = _zns_route(
+                zns, settings
+            )
         for (host, port), paths in routes.items():
             server = WebhookServer(routes_app(paths), host, port)
-            await server.start()
+            try:
+                await server.start()
+            except OSError as exc:
+                if list(paths) != [settings.zns.webhook_path]:
+                    raise
+                raise ListenError(
+                    f"cannot listen for the OA's webhook on {host}:{port} "
+                    f"({exc.strerror or type(exc).__name__}): check [zns] listen_host and "
+                    "listen_port (unset, they are [telegram]'s)"
+                ) from None
             servers.append(server)
         if channel is not None and telegram.mode == "webhook":
             assert telegram.url is not None
@@ -221,6 +248,8 @@ async def run_service(
             )
             if each is not None
         )
+        if zns is not None:
+            modes = ", ".join(filter(None, [modes, "zns"]))
         log.info("trainingbot started (%s)", modes)
         stop_asked: asyncio.Task[Any] = asyncio.create_task(stopping.wait())
         done, _running = await asyncio.wait(
@@ -265,6 +294,8 @@ async def run_service(
         for each in channels:
             if each in initialized or isinstance(each, ZaloChannel):
                 await each.shutdown()
+        if zns is not None:
+            await zns.shutdown()
         for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("trainingbot stopped")
@@ -275,3 +306,25 @@ def _zalo_bot(settings: Settings) -> ZaloBot:
     """Return the Zalo Bot API client of the configured bot."""
     assert settings.zalo.token is not None
     return ZaloBot(settings.zalo.token.get_secret_value(), settings.zalo.base_url)
+
+
+def _zns_channel(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> ZnsChannel | None:
+    """Return the ZNS channel when [zns] is on, else None."""
+    if not settings.zns.enabled:
+        return None
+    return ZnsChannel(api_of(settings.zns), sessionmaker, settings)
+
+
+def _zns_route(zns: ZnsChannel, settings: Settings) -> Handler:
+    """Return the handler of the OA's webhook."""
+    section = settings.zns
+    assert section.app_id is not None
+    assert section.oa_secret_key is not None
+    return zns_handler(
+        zns.receive_event,
+        app_id=section.app_id,
+        oa_secret_key=section.oa_secret_key.get_secret_value(),
+        variant=section.signature,
+    )

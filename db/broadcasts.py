@@ -32,6 +32,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     literal,
     select,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import zns
 from db.models import (
     Broadcast,
     BroadcastStatus,
@@ -139,16 +141,27 @@ def _is_id(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class AudienceCount:
-    """An audience's people: how many, how many a notice can reach, how many never linked."""
+    """An audience's people: how many, how many a notice can reach, how many never linked.
+
+    `reachable`: on a chat; `by_zns`: by ZNS to their phone, having no reachable chat (when
+    broadcasts have a ZNS template that is on); `never_linked` and `unreachable` (blocked
+    the bot) count those who get nothing.
+    """
 
     total: int
     reachable: int
     never_linked: int
+    by_zns: int = 0
+
+    @property
+    def recipients(self) -> int:
+        """Return how many get the broadcast: on a chat or by ZNS."""
+        return self.reachable + self.by_zns
 
     @property
     def unreachable(self) -> int:
         """Return how many are linked but reachable on no account (blocked the bot)."""
-        return self.total - self.reachable - self.never_linked
+        return self.total - self.recipients - self.never_linked
 
 
 @dataclass(frozen=True)
@@ -266,22 +279,38 @@ async def within_scope(session: AsyncSession, audience: Audience, scope: set[int
 
 
 async def count_audience(
-    session: AsyncSession, audience: Audience, *, scope: set[int] | None, today: dt.date
+    session: AsyncSession,
+    audience: Audience,
+    *,
+    scope: set[int] | None,
+    today: dt.date,
+    zns_kinds: Collection[str] = (),
 ) -> AudienceCount:
-    """Return how many people the audience holds within the scope, and who can be reached."""
+    """Return how many people the audience holds within the scope, and who can be reached.
+
+    `zns_kinds`: the outbox kinds that go by ZNS ([zns]); with NOTICE_KIND among them,
+    people without a reachable chat are reached by ZNS (db.zns.goes_by_zns).
+    """
     conditions = await _conditions(session, audience, scope, today)
     one = literal(1)
+    by_zns = _by_zns(zns_kinds)
     stmt = (
         select(
             func.count(),
             func.coalesce(func.sum(case((_reachable(), one), else_=0)), 0),
-            func.coalesce(func.sum(case((~_linked(), one), else_=0)), 0),
+            func.coalesce(func.sum(case((~_linked() & ~by_zns, one), else_=0)), 0),
+            func.coalesce(func.sum(case((by_zns, one), else_=0)), 0),
         )
         .select_from(Person)
         .where(*conditions)
     )
-    total, reachable, never_linked = (await session.execute(stmt)).one()
-    return AudienceCount(int(total), int(reachable), int(never_linked))
+    total, reachable, never_linked, zns_count = (await session.execute(stmt)).one()
+    return AudienceCount(int(total), int(reachable), int(never_linked), int(zns_count))
+
+
+def _by_zns(zns_kinds: Collection[str]) -> ColumnElement[bool]:
+    """Return the condition on Person that a broadcast reaches them by ZNS."""
+    return zns.goes_by_zns() if NOTICE_KIND in zns_kinds else false()
 
 
 # Drafts ------------------------------------------------------------------------------
@@ -391,8 +420,11 @@ async def start(
     scope_unit_id: int | None,
     now: dt.datetime,
     today: dt.date,
+    zns_kinds: Collection[str] = (),
 ) -> Broadcast:
     """Queue the draft's notices, one per reachable person of its audience; return it.
+
+    Reachable: on a chat, or by ZNS when `zns_kinds` holds NOTICE_KIND (count_audience).
 
     `scope_unit_id` is the author's reach now (their roles may have changed since the
     draft). One INSERT … SELECT queues every notice, skipping any already queued for the
@@ -408,10 +440,10 @@ async def start(
     if not await within_scope(session, audience, scope):
         raise BroadcastError("out_of_scope")
     conditions = await _conditions(session, audience, scope, today)
-    count = await count_audience(session, audience, scope=scope, today=today)
-    if count.reachable == 0:
+    count = await count_audience(session, audience, scope=scope, today=today, zns_kinds=zns_kinds)
+    if count.recipients == 0:
         raise BroadcastError("nobody")
-    await _queue(session, broadcast, conditions, now)
+    await _queue(session, broadcast, [*conditions, _reachable() | _by_zns(zns_kinds)], now)
     queued = await session.scalar(
         select(func.count()).where(OutboxMessage.broadcast_id == broadcast.id)
     )
@@ -431,7 +463,7 @@ async def _queue(
     conditions: Sequence[ColumnElement[bool]],
     now: dt.datetime,
 ) -> None:
-    """Queue one notice per reachable person matching `conditions`, in one statement."""
+    """Queue one notice per person matching `conditions`, in one statement."""
     table = OutboxMessage.__table__
     when = literal(now, UTCDateTime())
     people = select(
@@ -445,7 +477,7 @@ async def _queue(
         literal(0, Integer()),
         when,
         literal(broadcast.id, Integer()),
-    ).where(*conditions, _reachable())
+    ).where(*conditions)
     columns = [
         "idempotency_key",
         "person_id",

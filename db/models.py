@@ -381,6 +381,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_message_status_due_at", "status", "due_at"),
         Index("ix_outbox_message_group_key", "group_key"),
         Index("ix_outbox_message_broadcast_id_status", "broadcast_id", "status"),
+        Index("ix_outbox_message_tracking_id", "tracking_id"),
+        Index("ix_outbox_message_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -407,6 +409,14 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    # ZNS: the id the message is sent with (a function of the idempotency key, so every
+    # attempt and every process uses the same one), set when it is claimed for ZNS.
+    tracking_id: Mapped[str | None] = mapped_column(String(48))
+    # The platform's id of the message it accepted (ZNS: msg_id).
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    # When the platform reported it reached the person's device (a ZNS receipt); SENT
+    # rows without it were accepted but not (yet) confirmed delivered.
+    delivered_at: Mapped[dt.datetime | None]
 
 
 class InboundUpdate(Base):
@@ -667,3 +677,81 @@ class Broadcast(Base):
     stopped_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id", ondelete="SET NULL"))
     # When the final report was shown in the origin chat.
     reported_at: Mapped[dt.datetime | None]
+
+
+# ---------------------------------------------------------------------------- ZNS (Zalo OA)
+
+
+class ZnsToken(Base):
+    """The Official Account's OAuth tokens, rotated in place.
+
+    A refresh token works once and is replaced by every refresh, so the new pair is
+    stored here (committed) before the access token is used; `refresh_lease_until` lets
+    one process of many refresh at a time (bot/channels/zns_tokens.py).
+    """
+
+    __tablename__ = "zns_token"
+
+    app_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[dt.datetime | None]
+    refresh_token: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the configured refresh token that last seeded the row: another one in the
+    # configuration is a new authorization and replaces the stored pair.
+    seed_hash: Mapped[str | None] = mapped_column(String(64))
+    refreshed_at: Mapped[dt.datetime | None]
+    refresh_lease_until: Mapped[dt.datetime | None]
+    # Zalo refused the refresh token (used, expired, revoked): an admin must authorize again.
+    auth_error: Mapped[str | None] = mapped_column(String(500))
+    auth_error_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ZnsBudget(Base):
+    """Today's ZNS allowance, shared by every process: what was taken, what Zalo has left.
+
+    A claim reserves ZNS sends under this row's lock, so the daily guard holds with
+    several processes; Zalo's remaining quota comes back with every accepted message.
+    """
+
+    __tablename__ = "zns_budget"
+
+    app_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The school's local day the counters are of.
+    day: Mapped[dt.date] = mapped_column(Date)
+    # ZNS notices taken for sending that day.
+    claimed: Mapped[int] = mapped_column(Integer, default=0)
+    daily_quota: Mapped[int | None] = mapped_column(Integer)
+    remaining: Mapped[int | None] = mapped_column(Integer)
+    # `claimed` when `remaining` was reported: those taken since will use it up further.
+    remaining_claimed: Mapped[int] = mapped_column(Integer, default=0)
+    reported_at: Mapped[dt.datetime | None]
+    # Nothing is sent by ZNS before then (the quota is used up, the tokens refused).
+    held_until: Mapped[dt.datetime | None]
+    held_reason: Mapped[str | None] = mapped_column(String(300))
+
+
+class ZnsEvent(Base):
+    """An event the OA's webhook received, stored once (Zalo posts it again for an hour)."""
+
+    __tablename__ = "zns_event"
+    __table_args__ = (
+        Index("ix_zns_event_event_name_received_at", "event_name", "received_at"),
+        Index("ix_zns_event_reply_status", "reply_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # event_name and message.msg_id (or the follower and time of a follow).
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    event_name: Mapped[str] = mapped_column(String(64))
+    # The OA user (Zalo's id of the person for this OA) who wrote or followed.
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    msg_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A text a user wrote to the OA: "pending" until the pointer to the bot is sent
+    # ("sent"), or not ("skipped": told recently; "failed": refused).
+    reply_status: Mapped[str | None] = mapped_column(String(16))
+    reply_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[dt.datetime | None]
+    replied_at: Mapped[dt.datetime | None]

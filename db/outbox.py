@@ -31,13 +31,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from db import zns
 from db.leases import LeaseLost, held, lease_free
 from db.models import (
     Broadcast,
@@ -77,6 +78,12 @@ class Notice:
     slot: dt.datetime
     # The claim's lease_until: the row is settled only while it is still this (leases.py).
     token: dt.datetime
+    # The row's idempotency key (a ZNS message's tracking id is made from it).
+    key: str = ""
+    # ZNS: the recipient's roster name and phone (0XXXXXXXXX) for the template's fields.
+    person_name: str = ""
+    phone: str = ""
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,25 @@ class Claim:
     # When the first channel held by its pace, with notices due for it, may be claimed
     # for again (None: none was held).
     held_until: dt.datetime | None = None
+    # ZNS: outbox kinds of notices that failed for people without a chat because the kind
+    # has no template (count per kind), and notices held back by the day's ZNS guard.
+    without_template: dict[str, int] = field(default_factory=dict)
+    zns_held: int = 0
+    zns_held_reason: str | None = None
+    zns_held_until: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ZnsRoute:
+    """How a claim may send by ZNS to people without a reachable chat (db/zns.py)."""
+
+    app_id: str
+    # Outbox kinds that have a ZNS template that is on.
+    kinds: frozenset[str]
+    guard: zns.Guard
+    # The school's local day now, and when it ends (the quota renews).
+    day: dt.date
+    day_ends: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -116,17 +142,26 @@ class _Account:
     next_send_at: dt.datetime | None
 
 
-def _due(now: dt.datetime, quiet: bool, channels: Sequence[str]) -> list[Any]:
+def _due(
+    now: dt.datetime,
+    quiet: bool,
+    channels: Sequence[str],
+    waiting_kinds: frozenset[str] = frozenset(),
+) -> list[Any]:
     """Return the conditions of a notice that a worker serving `channels` may take now.
 
     A notice whose person is reachable only on other channels is left for a worker that
-    serves one of them; one whose person is reachable nowhere is taken, to be failed.
+    serves one of them; one whose person is reachable on no chat is taken, to go by ZNS
+    or be failed, unless its kind is one of `waiting_kinds` (ZNS's pace is paused).
     """
+    nowhere = ~_reachable(None)
+    if waiting_kinds:
+        nowhere = nowhere & OutboxMessage.kind.not_in(sorted(waiting_kinds))
     conditions: list[Any] = [
         OutboxMessage.status == OutboxStatus.QUEUED,
         OutboxMessage.due_at <= now,
         lease_free(OutboxMessage, now),
-        _reachable(channels) | ~_reachable(None),
+        _reachable(channels) | nowhere,
     ]
     if quiet:
         conditions.append(OutboxMessage.urgent.is_(True))
@@ -156,7 +191,13 @@ def _person_paced(now: dt.datetime) -> Any:
     )
 
 
-def _candidates(now: dt.datetime, quiet: bool, channels: Sequence[str], limit: int) -> Select[Any]:
+def _candidates(
+    now: dt.datetime,
+    quiet: bool,
+    channels: Sequence[str],
+    waiting_kinds: frozenset[str],
+    limit: int,
+) -> Select[Any]:
     # A broadcast's thousands of notices go after the personal ones of the same urgency,
     # so a confirmation or a reminder does not wait for the whole broadcast.
     return (
@@ -168,8 +209,10 @@ def _candidates(now: dt.datetime, quiet: bool, channels: Sequence[str], limit: i
             OutboxMessage.attempts,
             OutboxMessage.expires_at,
             OutboxMessage.broadcast_id,
+            OutboxMessage.idempotency_key,
+            OutboxMessage.urgent,
         )
-        .where(*_due(now, quiet, channels), ~_person_paced(now))
+        .where(*_due(now, quiet, channels, waiting_kinds), ~_person_paced(now))
         .order_by(
             OutboxMessage.urgent.desc(),
             OutboxMessage.broadcast_id.is_not(None),
@@ -299,28 +342,39 @@ async def claim_batch(
     limit: int,
     pace: Pace,
     quiet: bool = False,
+    zns_route: ZnsRoute | None = None,
 ) -> Claim:
     """Lease up to `limit` due notices, at most one per person, each with its send slot.
 
     Notices past `expires_at` end SKIPPED; those whose person has no reachable account on
-    any channel end FAILED ("unreachable"); those whose person is reachable only on
-    channels other than `channels` stay queued for a worker that serves one. In `quiet`
-    hours only urgent notices are taken.
+    any channel go by ZNS to the roster phone when `zns_route` takes their kind (within
+    the day's guard; the rest wait for the next day), else end FAILED ("unreachable");
+    those whose person is reachable only on channels other than `channels` stay queued
+    for a worker that serves one. In `quiet` hours only urgent notices are taken.
     """
     pg = session.get_bind().dialect.name == "postgresql"
     started = time.monotonic()
     claim = Claim([])
-    paused = await _paced_beyond(session, channels, now + pace.ahead)
+    zns_kinds = zns_route.kinds if zns_route is not None else frozenset()
+    paced_channels = [*channels, zns.CHANNEL] if zns_kinds else list(channels)
+    paused = await _paced_beyond(session, paced_channels, now + pace.ahead)
+    # ZNS's pace paused far ahead (Zalo asked to slow down): what would go by ZNS waits.
+    waiting_kinds = zns_kinds if zns.CHANNEL in paused else frozenset()
     if paused:
-        waiting = await session.scalar(
-            select(exists().where(*_due(now, quiet, sorted(paused)), ~_person_paced(now)))
-        )
-        if waiting:
-            claim.held_until = min(paused.values()) - pace.ahead
+        waits: list[list[Any]] = []
+        chats_paused = sorted(set(paused) - {zns.CHANNEL})
+        if chats_paused:
+            waits.append(_due(now, quiet, chats_paused))
+        if waiting_kinds:
+            waits.append([*_due(now, quiet, []), OutboxMessage.kind.in_(sorted(waiting_kinds))])
+        for conditions in waits:
+            if await session.scalar(select(exists().where(*conditions, ~_person_paced(now)))):
+                claim.held_until = min(paused.values()) - pace.ahead
+                break
         channels = [channel for channel in channels if channel not in paused]
-        if not channels:
+        if not channels and (not zns_kinds or waiting_kinds):
             return claim
-    stmt = _candidates(now, quiet, channels, limit * SCAN_FACTOR)
+    stmt = _candidates(now, quiet, channels, waiting_kinds, limit * SCAN_FACTOR)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True, of=OutboxMessage)
     rows = (await session.execute(stmt)).all()
@@ -332,13 +386,21 @@ async def claim_batch(
     stranded = {row.person_id for row in rows if row.person_id not in accounts} - {None}
     # (Reachable elsewhere: an account on `channels` went unreachable since the pick.)
     elsewhere = await _reachable_people(session, stranded)
-    unreachable = [
-        row.id for row in rows if row.person_id not in accounts and row.person_id not in elsewhere
-    ]
-    if unreachable:
+    # Reachable on no chat at all: by ZNS when their kind has a template (the rule of
+    # db.zns.goes_by_zns, with the phone checked in _zns_share), else failed.
+    chatting = accounts.keys() | elsewhere
+    no_chat = [row for row in rows if row.person_id not in chatting]
+    by_zns = {row.id for row in no_chat if row.kind in zns_kinds}
+    unreachable = [row for row in no_chat if row.id not in by_zns]
+    if unreachable and zns_route is None:
         claim.unreachable = await _end(
-            session, unreachable, OutboxStatus.FAILED, "unreachable: no reachable account"
+            session,
+            [row.id for row in unreachable],
+            OutboxStatus.FAILED,
+            "unreachable: no reachable account",
         )
+    elif unreachable:
+        claim.unreachable = await _end_without_template(session, unreachable, claim)
     # Paced: another claim took a notice for the person since the rows were picked.
     paced = {
         person_id
@@ -348,46 +410,84 @@ async def claim_batch(
     taken: dict[int, Any] = {}
     for row in rows:
         person_id = row.person_id
-        if person_id in accounts and person_id not in paced | taken.keys() and len(taken) < limit:
+        chat = person_id in accounts and person_id not in paced
+        by_phone = row.id in by_zns and not waiting_kinds
+        if (chat or by_phone) and person_id not in taken and len(taken) < limit:
             taken[person_id] = row
-    payloads = await _payloads(session, list(taken.values()))
     by_channel: dict[str, list[Any]] = {}
     for row in taken.values():
-        by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
+        if row.person_id in accounts:
+            by_channel.setdefault(accounts[row.person_id].channel, []).append(row)
+    recipients: dict[int, _Recipient] = {}
+    zns_rows = [row for row in taken.values() if row.person_id not in accounts]
+    if zns_rows:
+        assert zns_route is not None
+        zns_rows, recipients = await _zns_share(session, zns_rows, zns_route, claim, now=now)
+        if zns_rows:
+            by_channel[zns.CHANNEL] = zns_rows
+    payloads = await _payloads(session, [row for group in by_channel.values() for row in group])
     for channel, channel_rows in sorted(by_channel.items()):
         slots = await _reserve_slots(
             session, channel, len(channel_rows), now, started, pace.interval[channel], pg=pg
         )
         for row, slot in zip(channel_rows, slots, strict=True):
-            account = accounts[row.person_id]
+            recipient = recipients.get(row.person_id) if channel == zns.CHANNEL else None
+            if recipient is not None:
+                account_id, external_id, language = 0, recipient.zalo_phone, None
+            else:
+                account = accounts[row.person_id]
+                account_id, external_id = account.id, account.external_id
+                language = account.language
             claim.notices.append(
                 Notice(
                     id=row.id,
                     person_id=row.person_id,
                     kind=row.kind,
                     channel=channel,
-                    account_id=account.id,
-                    external_id=account.external_id,
-                    language=account.language,
+                    account_id=account_id,
+                    external_id=external_id,
+                    language=language,
                     payload=payloads[row.id],
                     attempts=row.attempts,
                     slot=slot,
                     token=slot + pace.lease,
+                    key=row.idempotency_key,
+                    person_name=recipient.name if recipient else "",
+                    phone=recipient.phone if recipient else "",
+                    urgent=bool(row.urgent),
                 )
             )
-    if claim.notices:
-        # One statement each, run for every row (executemany): the claim holds its locks
-        # (on SQLite, the database's) for milliseconds, not a round trip per row.
+    await _lease(session, claim.notices, pace)
+    claim.notices.sort(key=lambda notice: notice.slot)
+    return claim
+
+
+async def _lease(session: AsyncSession, notices: Sequence[Notice], pace: Pace) -> None:
+    """Lease the claimed rows and pace their chats.
+
+    One statement each, run for every row (executemany): the claim holds its locks (on
+    SQLite, the database's) for milliseconds, not a round trip per row. A notice going
+    by ZNS gets its tracking id now, so that a receipt can never overtake the send.
+    """
+    chats = [n for n in notices if n.channel != zns.CHANNEL]
+    phones = [n for n in notices if n.channel == zns.CHANNEL]
+    if chats:
         per_chat = dt.timedelta(seconds=pace.per_chat)
         await session.execute(
-            update(OutboxMessage), [{"id": n.id, "lease_until": n.token} for n in claim.notices]
+            update(OutboxMessage), [{"id": n.id, "lease_until": n.token} for n in chats]
         )
         await session.execute(
             update(ChannelAccount),
-            [{"id": n.account_id, "next_send_at": n.slot + per_chat} for n in claim.notices],
+            [{"id": n.account_id, "next_send_at": n.slot + per_chat} for n in chats],
         )
-    claim.notices.sort(key=lambda notice: notice.slot)
-    return claim
+    if phones:
+        await session.execute(
+            update(OutboxMessage),
+            [
+                {"id": n.id, "lease_until": n.token, "tracking_id": zns.tracking_id(n.key)}
+                for n in phones
+            ],
+        )
 
 
 async def _paced_beyond(
@@ -421,6 +521,83 @@ async def _end(session: AsyncSession, ids: list[int], status: OutboxStatus, reas
         .values(status=status, last_error=reason, lease_until=None)
     )
     return len(ids)
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    name: str
+    # As on the roster (0XXXXXXXXX), and as ZNS takes it (84XXXXXXXXX).
+    phone: str
+    zalo_phone: str
+
+
+async def _end_without_template(session: AsyncSession, rows: Sequence[Any], claim: Claim) -> int:
+    """Fail notices for people without a chat whose kind has no ZNS template; count by kind."""
+    by_kind: dict[str, list[int]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, []).append(row.id)
+    for kind, ids in sorted(by_kind.items()):
+        reason = f"unreachable: no reachable chat account, and no ZNS template for {kind}"
+        await _end(session, ids, OutboxStatus.FAILED, reason)
+        claim.without_template[kind] = len(ids)
+    return len(rows)
+
+
+async def _zns_share(
+    session: AsyncSession,
+    rows: list[Any],
+    route: ZnsRoute,
+    claim: Claim,
+    *,
+    now: dt.datetime,
+) -> tuple[list[Any], dict[int, _Recipient]]:
+    """Return the rows that go by ZNS now, within the day's guard, and their recipients.
+
+    A person without a usable phone fails the notice; what the guard does not grant
+    waits, without an attempt counted, until the day ends (or the hold does).
+    """
+    people = (
+        await session.execute(
+            select(Person.id, Person.full_name, Person.phone).where(
+                Person.id.in_({row.person_id for row in rows}), zns.takes_zns()
+            )
+        )
+    ).all()
+    recipients = {
+        person.id: _Recipient(person.full_name, person.phone, zalo)
+        for person in people
+        if (zalo := zns.zalo_phone(person.phone)) is not None
+    }
+    no_phone = [row.id for row in rows if row.person_id not in recipients]
+    if no_phone:
+        await _end(session, no_phone, OutboxStatus.FAILED, "zns: no valid phone on the roster")
+    rows = [row for row in rows if row.person_id in recipients]
+    urgent = [row for row in rows if row.urgent]
+    other = [row for row in rows if not row.urgent]
+    granted = await zns.reserve(
+        session,
+        route.app_id,
+        urgent=len(urgent),
+        other=len(other),
+        guard=route.guard,
+        day=route.day,
+        day_ends=route.day_ends,
+        now=now,
+    )
+    going = urgent[: granted.urgent] + other[: granted.other]
+    waiting = [row.id for row in urgent[granted.urgent :] + other[granted.other :]]
+    if waiting:
+        until = granted.until or route.day_ends
+        reason = (granted.reason or "zns: held")[:900] + f" (held until {until.isoformat()})"
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(waiting))
+            .values(lease_until=until, last_error=reason)
+        )
+        claim.zns_held += len(waiting)
+        claim.zns_held_reason = granted.reason
+        claim.zns_held_until = until
+    return going, recipients
 
 
 async def next_paced(
@@ -470,10 +647,21 @@ async def is_claimed(session: AsyncSession, notice: Notice) -> bool:
 
 
 async def mark_sent(
-    session: AsyncSession, notice: Notice, *, now: dt.datetime, per_chat: float
+    session: AsyncSession,
+    notice: Notice,
+    *,
+    now: dt.datetime,
+    per_chat: float,
+    provider_message_id: str | None = None,
 ) -> None:
     """Record that the notice was delivered; the person's pace counts from now."""
-    values = {"status": OutboxStatus.SENT, "channel": notice.channel, "sent_at": now}
+    values: dict[str, Any] = {
+        "status": OutboxStatus.SENT,
+        "channel": notice.channel,
+        "sent_at": now,
+    }
+    if provider_message_id:
+        values["provider_message_id"] = provider_message_id[:64]
     await _settle(session, notice, values | {"lease_until": None})
     # A send that went out after its slot (a slow answer) paces the chat from when it did.
     pace_until = now + dt.timedelta(seconds=per_chat)
@@ -496,9 +684,14 @@ async def mark_failed(session: AsyncSession, notice: Notice, reason: str) -> Non
     await _settle(session, notice, values)
 
 
-async def postpone(session: AsyncSession, notice: Notice, *, until: dt.datetime) -> None:
+async def postpone(
+    session: AsyncSession, notice: Notice, *, until: dt.datetime, reason: str | None = None
+) -> None:
     """Send the notice after `until` (the platform asked to wait): no attempt is counted."""
-    await _settle(session, notice, {"lease_until": until})
+    values: dict[str, Any] = {"lease_until": until}
+    if reason is not None:
+        values["last_error"] = reason[:1000]
+    await _settle(session, notice, values)
 
 
 async def release(session: AsyncSession, notice: Notice, *, per_chat: float) -> None:
@@ -538,10 +731,16 @@ async def retry_later(
 
 
 async def account_unreachable(
-    session: AsyncSession, notice: Notice, reason: str, *, now: dt.datetime
+    session: AsyncSession,
+    notice: Notice,
+    reason: str,
+    *,
+    now: dt.datetime,
+    zns_kinds: frozenset[str] = frozenset(),
 ) -> bool:
     """Mark the notice's account unreachable; requeue the notice if the person has another.
 
+    Another: a reachable chat account, or ZNS to the roster phone for `zns_kinds`.
     Return True if the notice stays queued for another account, False if it FAILED.
     """
     await session.execute(
@@ -560,7 +759,7 @@ async def account_unreachable(
             ChannelAccount.reachable.is_(True),
         )
     )
-    if other is not None:
+    if other is not None or notice.kind in zns_kinds:
         await _settle(session, notice, {"lease_until": None})
         return True
     await mark_failed(session, notice, f"unreachable: {reason}")

@@ -579,7 +579,11 @@ async def preview(
             state, broadcast_id, 1, ctx, (*before, Msg("broadcast.choose_a_unit"))
         )
     count = await broadcasts.count_audience(
-        ctx.repos.session, audience, scope=author.scope, today=ctx.today
+        ctx.repos.session,
+        audience,
+        scope=author.scope,
+        today=ctx.today,
+        zns_kinds=ctx.settings.zns_kinds,
     )
     lines = [
         *before,
@@ -588,6 +592,20 @@ async def preview(
     ]
     if count.total == 0:
         lines.append(Msg("broadcast.count_nobody"))
+    elif count.by_zns:
+        lines.append(
+            Msg(
+                "zns.broadcast_count",
+                {
+                    "total": count.total,
+                    "reachable": count.reachable,
+                    "by_zns": count.by_zns,
+                    "never_linked": count.never_linked,
+                    "unreachable": count.unreachable,
+                },
+            )
+        )
+        lines.append(Msg("zns.broadcast_note"))
     else:
         lines.append(
             Msg(
@@ -605,9 +623,9 @@ async def preview(
         lines.append(attachment)
     lines.append(Msg("broadcast.urgent") if draft.urgent else Msg("broadcast.normal"))
     rows: list[tuple[Button, ...]] = []
-    if count.reachable:
+    if count.recipients:
         tag = draft_tag(draft.audience, draft.urgent, draft.message)
-        send = Msg("broadcast.send_button", {"count": count.reachable})
+        send = Msg("broadcast.send_button", {"count": count.recipients})
         rows.append((Button(send, data(Do.SEND, broadcast_id, tag)),))
     else:
         lines.append(Msg("broadcast.nobody"))
@@ -661,6 +679,7 @@ async def send(state: State, broadcast_id: int, tag: int, ctx: Context) -> Outco
             scope_unit_id=author.scope_unit_id,
             now=ctx.now,
             today=ctx.today,
+            zns_kinds=ctx.settings.zns_kinds,
         )
     except BroadcastError as refusal:
         return await _refused(state, refusal, broadcast_id, author, ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from db import units
+from db import units, zns
 from db.models import Person, TrainingClass
 from db.registrations import (
     NOMINATION_DECLINED,
@@ -35,7 +35,10 @@ from handlers.unit_buttons import (
     unit_class_data,
 )
 from handlers.unit_head import Head, about, head_of, not_your_unit, only_heads
+from handlers.zns_reach import kinds_by_zns, still_by_zns
 
+# The outbox kind of the notice that tells a nominee.
+NOMINATION_KIND = "registration.nominated"
 # Matches shown for a typed name or phone; more means the head should type more.
 MAX_MATCHES = 10
 
@@ -226,7 +229,7 @@ async def nominate(state: State, class_id: int, person_id: int, ctx: Context) ->
     await notify(
         ctx.repos,
         person.id,
-        "registration.nominated",
+        NOMINATION_KIND,
         f"nominated:{registration.id}",
         Reply(
             (notice,),
@@ -236,8 +239,23 @@ async def nominate(state: State, class_id: int, person_id: int, ctx: Context) ->
     )
     lines = [done]
     if not await units.reachable(ctx.repos.session, person.id):
-        lines.append(Msg("nominate.unreachable", {"name": person.full_name}))
+        lines += await _unreachable_nominee(person, ctx)
     return state, [Reply(tuple(lines), back)]
+
+
+async def _unreachable_nominee(person: Person, ctx: Context) -> list[Msg]:
+    """Return what the head should know of a nominee the bot cannot reach on chat.
+
+    With ZNS on: whether the nomination itself goes by ZNS, and what else will.
+    """
+    by_zns = kinds_by_zns(ctx.settings)
+    if not by_zns or not await zns.reached_by_zns(ctx.repos.session, person.id):
+        return [Msg("nominate.unreachable", {"name": person.full_name})]
+    if NOMINATION_KIND not in ctx.settings.zns_kinds:
+        return [Msg("nominate.unreachable", {"name": person.full_name}), *still_by_zns(by_zns)]
+    by_zns.remove("nomination")
+    told = Msg("zns.nominee_told_by_zns", {"name": person.full_name})
+    return [told, *still_by_zns(by_zns, Msg("zns.reach_also"))]
 
 
 async def decline(state: State, registration_id: int, ctx: Context) -> Outcome:

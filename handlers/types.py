@@ -114,3 +114,5 @@ class ChatSettings:
     admins: tuple[str, ...] = ()
     # How long a freed seat is held for the next person on the waitlist.
     offer_window: dt.timedelta = dt.timedelta(hours=24)
+    # Outbox kinds that go by ZNS to people without a reachable chat ([zns] templates on).
+    zns_kinds: frozenset[str] = frozenset()

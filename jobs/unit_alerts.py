@@ -1,5 +1,6 @@
 """What unit heads are told on their own: approvals waiting too long, a registration
-deadline near with their quota unfilled, and people the bot can no longer reach.
+deadline near with their quota unfilled, and people the bot can no longer reach on chat
+(with what still reaches them by ZNS, when it is on).
 
 A unit's heads are the people marked unit head in it; a unit without one is looked after
 by the nearest unit above that has one. Nobody is alerted about their own registration.
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import alerts
+from db import alerts, zns
 from db.alerts import Seat
 from db.models import Registration, TrainingClass
 from db.repos import Repos
@@ -24,6 +25,7 @@ from handlers.notices import notify
 from handlers.registration import about
 from handlers.types import Button, Msg, Reply
 from handlers.unit_buttons import unit_class_data, unit_page_data
+from handlers.zns_reach import kinds_by_zns, still_by_zns
 from jobs.runner import Tick
 
 log = logging.getLogger(__name__)
@@ -234,7 +236,12 @@ async def report_lost_contacts(session: AsyncSession, tick: Tick) -> int:
         if registrations:
             codes = ", ".join(r.training_class.code for r in registrations)
             lines.append(Msg("alert.unreachable_classes", {"classes": codes}))
-        lines.append(Msg("alert.unreachable_hint"))
+        by_zns = kinds_by_zns(tick.settings.chat)
+        if by_zns and await zns.reached_by_zns(session, person.id):
+            # What still reaches them by ZNS, so the head knows what is left to tell them.
+            lines += [*still_by_zns(by_zns), Msg("zns.unreachable_hint")]
+        else:
+            lines.append(Msg("alert.unreachable_hint"))
         reply = Reply(tuple(lines))
         for head in recipients:
             queued = await notify(

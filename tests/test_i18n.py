@@ -21,6 +21,7 @@ from handlers.i18n import (
     t,
 )
 from handlers.types import Msg
+from handlers.zns_fields import ZNS_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [*REPO.glob("handlers/*.py"), *REPO.glob("jobs/*.py"), *REPO.glob("bot/channels/*.py")]
@@ -34,6 +35,7 @@ DYNAMIC_KEYS = {
     "month.": [str(n) for n in range(1, 13)],
     "lang.": list(LANGUAGES),
     "status.": [s.value for s in RegistrationStatus],
+    "zns.kind_": list(ZNS_KINDS),
 }
 
 

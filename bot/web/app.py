@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.web import auth, classes, health, people, registrations, reports, uploads
+from bot.web import auth, classes, health, people, registrations, reports, uploads, zns
 from bot.web.core import CLOCK, PROBES, SESSIONMAKER, SETTINGS, TEMPLATES, Probe, public
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,8 @@ def build_admin_app(
     router.add_get("/people", people.people_list)
     router.add_get("/failures", reports.failures)
     router.add_get("/audit", reports.audit_log)
+    router.add_get("/zns", zns.zns_page)
+    router.add_post("/zns/token", zns.zns_token)
     router.add_get("/uploads", uploads.upload_form)
     router.add_post("/uploads", uploads.upload)
     router.add_get(r"/uploads/{upload_id:\d+}", uploads.preview)

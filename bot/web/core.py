@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -29,9 +29,18 @@ class Probe(Protocol):
         """Return the channel's name."""
         ...
 
-    async def probe(self) -> None:
-        """Return if the platform answers; raise otherwise."""
+    async def probe(self) -> Mapping[str, object] | None:
+        """Return if the platform answers, with facts to show if any; raise otherwise."""
         ...
+
+
+class ProbeFailed(Exception):
+    """A probe's channel cannot work now: `state` says why, `facts` what it found."""
+
+    def __init__(self, state: str, facts: Mapping[str, object]) -> None:
+        super().__init__(state)
+        self.state = state
+        self.facts = facts
 
 
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])

@@ -10,7 +10,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot import metrics
-from bot.web.core import PROBES, public, sessionmaker_of
+from bot.web.core import PROBES, ProbeFailed, public, sessionmaker_of
 from db import outbox
 from db.models import OutboxStatus
 
@@ -34,19 +34,27 @@ async def _database_ok(request: web.Request) -> bool:
 async def healthz(request: web.Request) -> web.StreamResponse:
     """Answer 200 when the database and every configured channel answer, else 503.
 
-    The body says which: {"database": "ok", "telegram": "unreachable", …}.
+    The body says which: {"database": "ok", "telegram": "unreachable", …}; a probe's
+    facts (ZNS: its tokens and quota) come under "details".
     """
     checks = {"database": "ok" if await _database_ok(request) else "unreachable"}
+    details: dict[str, object] = {}
     for probe in request.app[PROBES]:
         try:
             async with asyncio.timeout(CHECK_SECONDS):
-                await probe.probe()
+                facts = await probe.probe()
             checks[probe.channel] = "ok"
+        except ProbeFailed as exc:
+            checks[probe.channel], facts = exc.state, exc.facts
         except Exception as exc:
             log.warning("healthz: %s check failed: %s", probe.channel, type(exc).__name__)
-            checks[probe.channel] = "unreachable"
+            checks[probe.channel], facts = "unreachable", None
+        if facts:
+            details[probe.channel] = dict(facts)
     healthy = all(state == "ok" for state in checks.values())
-    body = {"status": "ok" if healthy else "failing", **checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "failing", **checks}
+    if details:
+        body["details"] = details
     return web.Response(
         text=json.dumps(body),
         status=200 if healthy else 503,
