@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from db.models import (
     ChannelAccount,
     InboundUpdate,
@@ -203,6 +204,37 @@ async def test_replies_that_cannot_be_sent_are_retried_and_a_blocked_user_is_unr
         )
         assert account is not None
         assert account.reachable is False
+
+
+async def test_updates_replies_refusals_and_429s_are_counted_in_the_metrics(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    def count(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, {"channel": "zalo", **labels}) or 0.0
+
+    counters = {
+        "handled": ("trainingbot_updates_handled_total", {"outcome": "handled"}),
+        "latency": ("trainingbot_handler_seconds_count", {}),
+        "sent": ("trainingbot_messages_sent_total", {"kind": "reply"}),
+        "failed": ("trainingbot_messages_failed_total", {"kind": "reply"}),
+        "throttled": ("trainingbot_rate_limited_total", {}),
+    }
+    before = {key: count(name, **labels) for key, (name, labels) in counters.items()}
+    await seed(sessionmaker)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m1"))
+        await wait_answered(sessionmaker, "m1")
+        api.fail("sendMessage", 429, "Too Many Requests", retry_after=1)
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m2"))
+        await wait_answered(sessionmaker, "m2", within=10)
+        api.fail("sendMessage", 500, "Internal Server Error")
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m3"))
+        await wait_answered(sessionmaker, "m3", within=10)
+    async with sessionmaker() as session:
+        kept = [len(row.replies or []) for row in (await session.scalars(select(InboundUpdate)))]
+    after = {key: count(name, **labels) for key, (name, labels) in counters.items()}
+    grown = {key: after[key] - before[key] for key in counters}
+    assert grown == {"handled": 3, "latency": 3, "sent": sum(kept), "failed": 1, "throttled": 1}
 
 
 async def test_after_a_crash_stored_updates_are_answered_and_kept_replies_sent_once(

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.channels.text_split import split_text
 from bot.channels.zalo_api import MAX_TEXT, ZaloApiError, ZaloBot, ZaloError, ZaloNetworkError
 from bot.config import Settings
@@ -313,17 +314,20 @@ class ZaloChannel:
             if row.status == InboxStatus.RECEIVED:
                 typing = asyncio.create_task(self._typing_later(row.chat_id))
                 try:
-                    async with self.sessionmaker() as session, session.begin():
-                        messages = await self.handle(session, update, now)
-                        # LeaseLost here undoes the handling: another worker has the update.
-                        await inbox.mark_handled(session, row.id, messages, now, token=token)
+                    with metrics.handling(CHANNEL):
+                        async with self.sessionmaker() as session, session.begin():
+                            messages = await self.handle(session, update, now)
+                            # LeaseLost here undoes the handling: another worker has it.
+                            await inbox.mark_handled(session, row.id, messages, now, token=token)
                 except LeaseLost:
                     raise
                 except Exception as exc:
+                    metrics.update_handled(CHANNEL, failed=True)
                     await self._handling_failed(row, token, exc)
                     return True
                 finally:
                     typing.cancel()
+                metrics.update_handled(CHANNEL)
             await self._deliver(row.id, token, row.chat_id, messages)
         except LeaseLost:
             log.warning(
@@ -398,6 +402,8 @@ class ZaloChannel:
         except ZaloError as exc:
             await self._send_failed(row_id, token, chat_id, delivery_error(exc))
             return
+        if messages:
+            metrics.sent(CHANNEL, "reply", len(messages))
         async with self.sessionmaker() as session, session.begin():
             await inbox.mark_answered(session, row_id, token=token)
 
@@ -414,9 +420,11 @@ class ZaloChannel:
                 return
             if isinstance(error, Throttled):
                 # Zalo's rate limit: not a failure of this update, so no attempt is counted.
+                metrics.throttled(CHANNEL)
                 until = now_utc() + dt.timedelta(seconds=error.retry_after)
                 await inbox.postpone(session, row_id, token=token, until=until)
             else:
+                metrics.failed(CHANNEL, "reply")
                 row = await session.get(InboundUpdate, row_id, populate_existing=True)
                 attempts = row.attempts if row else 0
                 permanent = isinstance(error, PermanentFailure)
