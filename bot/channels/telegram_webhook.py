@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.channels.inbox_worker import BadPayload
+
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -22,13 +24,12 @@ Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-class BadUpdate(ValueError):
+class BadUpdate(BadPayload):
     """A body that does not parse as a Telegram update; `reason` is the error's type only."""
 
     def __init__(self, update_id: int, reason: str) -> None:
-        super().__init__(f"update {update_id} does not parse: {reason}")
+        super().__init__(f"update {update_id} does not parse: {reason}", reason)
         self.update_id = update_id
-        self.reason = reason
 
 
 async def healthz(_request: web.Request) -> web.Response:
