@@ -301,11 +301,6 @@ class TelegramChannel:
         """Ask the loops to finish: the current update is completed, no new one taken."""
         self.inbox.stop()
 
-    @property
-    def stopping(self) -> bool:
-        """Return whether the channel was asked to stop."""
-        return self.inbox.stopping
-
     def update_of(self, payload: dict[str, Any]) -> Update:
         """Return the PTB Update of a stored payload."""
         return Update.de_json(payload, self.bot)
@@ -339,7 +334,7 @@ class TelegramChannel:
         offset: int | None = None
         failures = 0
         webhook_deleted = False
-        while not self.stopping:
+        while not self.inbox.stopping:
             try:
                 if not webhook_deleted:
                     await self.bot.delete_webhook()

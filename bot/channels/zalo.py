@@ -202,11 +202,6 @@ class ZaloChannel:
         """Ask the loops to finish: the current update is completed, no new one taken."""
         self.inbox.stop()
 
-    @property
-    def stopping(self) -> bool:
-        """Return whether the channel was asked to stop."""
-        return self.inbox.stopping
-
     # Receiving -----------------------------------------------------------------------
 
     async def receive(self, updates: Sequence[dict[str, Any]]) -> int:
@@ -237,7 +232,7 @@ class ZaloChannel:
         pending: list[dict[str, Any]] = []
         failures = 0
         webhook_deleted = False
-        while not self.stopping:
+        while not self.inbox.stopping:
             try:
                 if not webhook_deleted:
                     # Polling and a webhook exclude each other: getUpdates fails while set.
