@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import bot.channels.inbox_worker as inbox_worker
 import bot.channels.telegram as telegram_channel
 from bot.channels.telegram import now_utc
 from bot.delivery import DeliveryEngine
@@ -219,7 +220,7 @@ async def test_send_failures_have_their_own_attempts_apart_from_handling_failure
         return await real_dispatch(*args, **kwargs)
 
     monkeypatch.setattr(telegram_channel, "dispatch", flaky)
-    monkeypatch.setattr(telegram_channel, "_backoff", lambda _attempts: dt.timedelta(0))
+    monkeypatch.setattr(inbox_worker, "backoff", lambda _attempts: dt.timedelta(0))
     # Handled on the 3rd try (2 handling failures), then sent on the 5th (4 send failures).
     api.fail("sendMessage", 500, "Internal Server Error", times=4)
     async with running(sessionmaker, settings_for(api, database_url), api):

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import bot.channels.inbox_worker as inbox_worker
 import bot.channels.telegram as telegram_channel
 from bot.channels.telegram import CHANNEL, TelegramChannel, build_application, now_utc
 from db import inbox
@@ -118,7 +119,7 @@ async def test_an_update_that_keeps_failing_ends_with_an_apology_and_the_chat_go
         return await real_dispatch(incoming, *args, **kwargs)
 
     monkeypatch.setattr(telegram_channel, "dispatch", broken)
-    monkeypatch.setattr(telegram_channel, "_backoff", lambda _attempts: dt.timedelta(0))
+    monkeypatch.setattr(inbox_worker, "backoff", lambda _attempts: dt.timedelta(0))
     async with running(sessionmaker, settings_for(api, database_url), api):
         await api.inject(text_update(api.next_update_id(), "/classes"))
         await api.inject(text_update(api.next_update_id(), "/help"))

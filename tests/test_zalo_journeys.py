@@ -6,18 +6,24 @@ its words (without diacritics too). The handlers are the same as Telegram's.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import bot.channels.inbox_worker as inbox_worker
+import bot.channels.zalo as zalo_channel
+from bot import metrics
 from db.models import (
     ChannelAccount,
     InboundUpdate,
     InboxStatus,
+    OutboxMessage,
     Registration,
     RegistrationStatus,
 )
@@ -203,6 +209,105 @@ async def test_replies_that_cannot_be_sent_are_retried_and_a_blocked_user_is_unr
         )
         assert account is not None
         assert account.reachable is False
+
+
+async def test_updates_replies_refusals_and_429s_are_counted_in_the_metrics(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    def count(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, {"channel": "zalo", **labels}) or 0.0
+
+    counters = {
+        "handled": ("trainingbot_updates_handled_total", {"outcome": "handled"}),
+        "latency": ("trainingbot_handler_seconds_count", {}),
+        "sent": ("trainingbot_messages_sent_total", {"kind": "reply"}),
+        "failed": ("trainingbot_messages_failed_total", {"kind": "reply"}),
+        "throttled": ("trainingbot_rate_limited_total", {}),
+    }
+    before = {key: count(name, **labels) for key, (name, labels) in counters.items()}
+    await seed(sessionmaker)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m1"))
+        await wait_answered(sessionmaker, "m1")
+        api.fail("sendMessage", 429, "Too Many Requests", retry_after=1)
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m2"))
+        await wait_answered(sessionmaker, "m2", within=10)
+        api.fail("sendMessage", 500, "Internal Server Error")
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="m3"))
+        await wait_answered(sessionmaker, "m3", within=10)
+    async with sessionmaker() as session:
+        kept = [len(row.replies or []) for row in (await session.scalars(select(InboundUpdate)))]
+    after = {key: count(name, **labels) for key, (name, labels) in counters.items()}
+    grown = {key: after[key] - before[key] for key in counters}
+    assert grown == {"handled": 3, "latency": 3, "sent": sum(kept), "failed": 1, "throttled": 1}
+
+
+async def wait_status(
+    sessionmaker: async_sessionmaker[AsyncSession], message_id: str, status: InboxStatus
+) -> InboundUpdate:
+    """Wait until the update with `message_id` has `status`; return its row."""
+    for _ in range(500):
+        async with sessionmaker() as session:
+            row = await session.scalar(
+                select(InboundUpdate).where(InboundUpdate.update_key == message_id)
+            )
+        if row is not None and row.status == status:
+            return row
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"zalo message {message_id} never {status}")
+
+
+async def test_a_reply_refused_for_good_fails_at_once_and_a_used_up_quota_tells_the_admins(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    await seed(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        school = await add_unit(session, "TCT", "Trường Chính trị tỉnh")
+        admin = await add_person(session, "0912000100", "Lê Thị Quản", school)
+        admin.is_admin = True
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        api.fail("sendMessage", 400, "Bad Request: text is invalid")
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="p1"))
+        refused = await wait_status(sessionmaker, "p1", InboxStatus.FAILED)
+        api.fail("sendMessage", 429, "Monthly message quota exceeded")
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="q1"))
+        quota = await wait_status(sessionmaker, "q1", InboxStatus.FAILED)
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="after-1"))
+        await wait_answered(sessionmaker, "after-1")
+    # Neither refusal is tried again (one call each); the chat goes on.
+    assert len(api.calls_of("sendMessage")) == 3
+    assert (refused.attempts, refused.last_error) == (1, "400 Bad Request: text is invalid")
+    assert (quota.attempts, (quota.last_error or "")[:10]) == (1, "quota: 429")
+    async with sessionmaker() as session:
+        [alert] = (await session.scalars(select(OutboxMessage))).all()
+    assert (alert.person_id, alert.kind, alert.urgent) == (admin.id, "channel.quota", True)
+
+
+async def test_a_message_that_keeps_failing_is_answered_with_an_apology_and_the_chat_goes_on(
+    api: FakeZaloApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_dispatch = zalo_channel.dispatch
+
+    async def broken(incoming: Any, *args: Any, **kwargs: Any) -> Any:
+        if incoming.text == "/classes":
+            raise RuntimeError("flow bug")
+        return await real_dispatch(incoming, *args, **kwargs)
+
+    monkeypatch.setattr(zalo_channel, "dispatch", broken)
+    monkeypatch.setattr(inbox_worker, "backoff", lambda _attempts: dt.timedelta(0))
+    await seed(sessionmaker)
+    async with running_zalo(sessionmaker, zalo_settings(api, database_url), api):
+        await api.inject(text_update("/classes", user_id=LEARNER, message_id="f1"))
+        await api.inject(text_update("/help", user_id=LEARNER, message_id="f2"))
+        failed = await wait_status(sessionmaker, "f1", InboxStatus.FAILED)
+        await wait_answered(sessionmaker, "f2")
+    assert (failed.attempts, failed.last_error) == (3, "RuntimeError")
+    apology, *helped = api.texts_to(LEARNER)
+    assert apology.startswith("Xin lỗi, hệ thống gặp sự cố")
+    assert "/classes" in helped[0]
 
 
 async def test_after_a_crash_stored_updates_are_answered_and_kept_replies_sent_once(

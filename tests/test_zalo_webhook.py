@@ -128,6 +128,17 @@ async def test_a_body_that_is_not_a_message_update_is_refused_and_the_webhook_go
     assert "Phạm" not in caplog.text
 
 
+async def test_an_event_without_a_message_is_acknowledged_and_nothing_stored(
+    api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    settings = zalo_webhook_settings(api, database_url)
+    event = {"event_name": "user.follow", "follower": {"id": USER}}
+    async with running_zalo(sessionmaker, settings, api):
+        assert await post_webhook(webhook_url(settings), event, ZALO_SECRET) == (200, "ok")
+    assert await inbox_rows(sessionmaker) == []
+    assert api.calls_of("sendMessage") == []
+
+
 async def test_telegram_and_zalo_webhooks_share_one_server(
     api: FakeZaloApi, sessionmaker: async_sessionmaker[AsyncSession], database_url: str
 ) -> None:

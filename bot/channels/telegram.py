@@ -1,8 +1,10 @@
 """The Telegram channel: updates in through the inbox, replies out through the Bot API.
 
 Updates come from long polling (our own getUpdates loop) or a webhook; each is stored in
-the inbox (db/inbox.py) before Telegram is told it arrived, then workers take them from
-the store in each chat's order: translate to `Incoming`, `dispatch`, render, send.
+the inbox (db/inbox.py) before Telegram is told it arrived, then the inbox workers
+(bot/channels/inbox_worker.py) take them from the store in each chat's order; this
+channel is their `Platform` for Telegram: translate to `Incoming`, `dispatch`, render,
+send.
 
 Notices (outbox rows) are sent by the delivery engine (bot/delivery.py), which owns the
 rate limits; this channel is its `Sender` for Telegram and maps the Bot API's answers to
@@ -19,6 +21,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +40,8 @@ from telegram.error import (
 from telegram.ext import Application
 
 from bot import metrics
+from bot.channels.inbox_worker import IDLE_SECONDS, LEASE, InboxWorker
+from bot.channels.inbox_worker import now_utc as now_utc
 from bot.channels.telegram_render import (
     CHANNEL,
     Outgoing,
@@ -55,9 +60,7 @@ from bot.senders import (
     Throttled,
     Unreachable,
 )
-from db import inbox
-from db.leases import LeaseLost
-from db.models import Conversation, InboundUpdate, InboxStatus
+from db.models import Conversation
 from db.repos import Repos
 from handlers.dispatch import dispatch
 from handlers.i18n import supported_language, t
@@ -78,10 +81,6 @@ COMMANDS = (
     ("unit", Msg("telegram.command.unit")),
     ("settings", Msg("telegram.command.settings")),
 )
-LEASE = dt.timedelta(seconds=60)
-# A worker with nothing to do looks again this often, for updates other processes stored.
-IDLE_SECONDS = 1.0
-MAX_SEND_ATTEMPTS = 5
 # While the Bot API refuses the token, notices wait this long between two tries.
 TOKEN_REFUSED_PAUSE = 60.0
 # With poll_timeout = 0 (short polling), the pause between two empty getUpdates.
@@ -176,11 +175,6 @@ class TelegramProbe:
             await self.application.shutdown()
 
 
-def now_utc() -> dt.datetime:
-    """Return the current time, aware in UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
 def chat_key(update: Update) -> str:
     """Return the chat an update belongs to, for ordering; the update itself if none."""
     if update.effective_chat is not None:
@@ -253,11 +247,6 @@ def _retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
-def _backoff(attempts: int) -> dt.timedelta:
-    """Return the wait before retry number `attempts` + 1: 1, 2, 4 … up to 60 seconds."""
-    return dt.timedelta(seconds=min(60, 2 ** max(0, attempts)))
-
-
 class TelegramChannel:
     """One process's share of the Telegram work: receive, handle, send, deliver notices."""
 
@@ -275,10 +264,9 @@ class TelegramChannel:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.workers = workers
-        self.lease = lease
-        self.idle_seconds = idle_seconds
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self.inbox = InboxWorker(
+            self, sessionmaker, settings.chat, lease=lease, idle_seconds=idle_seconds
+        )
 
     @property
     def bot(self) -> Bot:
@@ -311,13 +299,7 @@ class TelegramChannel:
 
     def stop(self) -> None:
         """Ask the loops to finish: the current update is completed, no new one taken."""
-        self._stopping.set()
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Return whether the channel was asked to stop."""
-        return self._stopping.is_set()
+        self.inbox.stop()
 
     def update_of(self, payload: dict[str, Any]) -> Update:
         """Return the PTB Update of a stored payload."""
@@ -330,20 +312,15 @@ class TelegramChannel:
 
         Raise BadUpdate, storing none, if one does not parse as an update.
         """
-        new = 0
-        async with self.sessionmaker() as session, session.begin():
-            for payload in payloads:
-                try:
-                    update = self.update_of(payload)
-                except Exception as exc:  # PTB raises whatever the malformed field causes
-                    raise BadUpdate(payload.get("update_id", 0), type(exc).__name__) from None
-                if await inbox.store(
-                    session, CHANNEL, str(update.update_id), chat_key(update), payload
-                ):
-                    new += 1
-        if new:
-            self._wake.set()
-        return new
+        return await self.inbox.receive(payloads)
+
+    def stored_as(self, payload: dict[str, Any]) -> tuple[str, str]:
+        """Return the update's id and its chat, for the inbox; raise BadUpdate."""
+        try:
+            update = self.update_of(payload)
+        except Exception as exc:  # PTB raises whatever the malformed field causes
+            raise BadUpdate(payload.get("update_id", 0), type(exc).__name__) from None
+        return str(update.update_id), chat_key(update)
 
     async def poll(self) -> None:
         """Fetch updates by long polling until stopped; acknowledge a batch only once stored.
@@ -357,7 +334,7 @@ class TelegramChannel:
         offset: int | None = None
         failures = 0
         webhook_deleted = False
-        while not self.stopping:
+        while not self.inbox.stopping:
             try:
                 if not webhook_deleted:
                     await self.bot.delete_webhook()
@@ -372,80 +349,38 @@ class TelegramChannel:
                     offset = max(update.update_id for update in updates) + 1
                 elif timeout == 0:
                     # Short polling answers at once: without a pause it would spin.
-                    await self._pause(EMPTY_POLL_PAUSE)
+                    await self.inbox.pause(EMPTY_POLL_PAUSE)
             except RetryAfter as exc:
                 metrics.throttled(CHANNEL)
-                await self._pause(_retry_seconds(exc))
+                await self.inbox.pause(_retry_seconds(exc))
                 continue
             except Exception as exc:  # the Bot API or the database: wait, then try again
                 failures += 1
                 # The error's type only: a database error's text may quote an update.
                 log.warning("telegram polling failed (%s); retrying", type(exc).__name__)
-                await self._pause(min(30.0, 2.0**failures))
+                await self.inbox.pause(min(30.0, 2.0**failures))
                 continue
             failures = 0
         log.info("telegram polling stopped")
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait `seconds` or until stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
     # Handling ------------------------------------------------------------------------
 
     async def work(self) -> None:
-        """Handle stored updates until stopped; wait for new ones when the inbox is empty."""
-        while not self.stopping:
-            self._wake.clear()
-            try:
-                busy = await self.process_one()
-            except Exception as exc:  # the database went away: wait, then try again
-                log.error("inbox worker error: %s", type(exc).__name__)
-                busy = False
-            if not busy and not self.stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_seconds)
+        """Handle stored updates until stopped (bot/channels/inbox_worker.py)."""
+        await self.inbox.work()
 
-    async def process_one(self) -> bool:
-        """Take one update from the inbox and handle or resend it; return False if none."""
-        now = now_utc()
-        async with self.sessionmaker() as session, session.begin():
-            row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
-        if row is None:
-            return False
-        assert row.lease_until is not None
-        token = row.lease_until
-        update = self.update_of(row.payload)
-        messages = row.replies or []
+    async def acknowledge(self, update: Update) -> None:
+        """Answer a button press at once, even if handling fails or waits: it stops spinning.
+
+        An answer again (a retry) or too late is refused by Telegram, which is fine.
+        """
         if update.callback_query is not None:
-            # At once, even if handling fails or waits: the button stops spinning. An
-            # answer again (a retry) or too late is refused by Telegram, which is fine.
             with contextlib.suppress(TelegramError):
                 await update.callback_query.answer()
-        try:
-            if row.status == InboxStatus.RECEIVED:
-                try:
-                    with metrics.handling(CHANNEL):
-                        async with self.sessionmaker() as session, session.begin():
-                            messages = await self.handle(session, update, now)
-                            # LeaseLost here undoes the handling: another worker has it.
-                            await inbox.mark_handled(session, row.id, messages, now, token=token)
-                except LeaseLost:
-                    raise
-                except Exception as exc:
-                    metrics.update_handled(CHANNEL, failed=True)
-                    await self._handling_failed(row.id, token, row.attempts, update, exc)
-                    return True
-                metrics.update_handled(CHANNEL)
-            await self._deliver(row.id, token, update, messages)
-        except LeaseLost:
-            log.warning(
-                "telegram update %s (row %s): lease ran out and the update was taken again; "
-                "left to that worker",
-                update.update_id,
-                row.id,
-            )
-        return True
+
+    def working_on(self, _update: Update) -> AbstractAsyncContextManager[None]:
+        """Show nothing while an update is handled: Telegram answers fast enough."""
+        return contextlib.nullcontext()
 
     async def handle(
         self, session: AsyncSession, update: Update, now: dt.datetime
@@ -501,89 +436,34 @@ class TelegramChannel:
         hint = supported_language(user.language_code if user else None)
         return hint or self.settings.bot.default_language
 
-    async def _handling_failed(
-        self, row_id: int, token: dt.datetime, attempts: int, update: Update, exc: Exception
-    ) -> None:
-        """Count the failure; after the last attempt apologise and let the chat go on."""
-        # Ids and the error's type only: its message may quote what the user wrote.
-        log.error(
-            "telegram update %s (row %s) failed: %s", update.update_id, row_id, type(exc).__name__
-        )
-        apology: list[Outgoing] = []
-        if is_private(update) and incoming_of(update) is not None:
-            language = self._hint_language(update)
-            apology = render_replies([Reply(lines=(Msg("error.internal"),))], language)
-        async with self.sessionmaker() as session, session.begin():
-            failed = await inbox.record_failure(
-                session,
-                row_id,
-                type(exc).__name__,
-                token=token,
-                now=now_utc(),
-                retry_after=_backoff(attempts),
-                replies=apology,
-            )
-        if failed:
-            with contextlib.suppress(TelegramError):
-                await self.send(update, apology)
-        self._wake.set()
+    def apology(self, update: Update) -> list[Outgoing]:
+        """Return the apology for a message or button press in a private chat, else none."""
+        if not is_private(update) or incoming_of(update) is None:
+            return []
+        language = self._hint_language(update)
+        return render_replies([Reply(lines=(Msg("error.internal"),))], language)
 
     # Sending -------------------------------------------------------------------------
 
-    async def _deliver(
-        self, row_id: int, token: dt.datetime, update: Update, messages: list[Outgoing]
-    ) -> None:
-        """Send a handled update's replies and mark it answered; retry later on failure.
+    async def send_replies(self, update: Update, messages: Sequence[Outgoing]) -> None:
+        """Send an update's replies; raise the inbox worker's errors on failure.
 
-        The lease is renewed first, so the send has a whole lease before another worker
-        may take the update; if it was already taken (LeaseLost), nothing is sent.
+        403 (blocked) → Unreachable; 429 → Throttled; any other failure → TemporaryFailure,
+        tried again up to MAX_SEND_ATTEMPTS times (bot/channels/inbox_worker.py).
         """
-        async with self.sessionmaker() as session, session.begin():
-            token = await inbox.renew(session, row_id, token=token, until=now_utc() + self.lease)
         try:
             await self.send(update, messages)
-        except Forbidden:
-            # The user blocked the bot: nothing to retry.
-            async with self.sessionmaker() as session, session.begin():
-                if update.effective_user is not None:
-                    await Repos(session).people.set_reachable(
-                        CHANNEL, str(update.effective_user.id), False
-                    )
-                await inbox.mark_answered(session, row_id, token=token)
-            return
+        except Forbidden as exc:
+            raise Unreachable(f"403 {exc.message}"[:200]) from None
         except RetryAfter as exc:
-            # Telegram's rate limit: not a failure of this update, so no attempt is counted.
-            metrics.throttled(CHANNEL)
-            seconds = _retry_seconds(exc)
-            log.warning("telegram update %s: rate limited for %ss", update.update_id, seconds)
-            until = now_utc() + dt.timedelta(seconds=seconds)
-            async with self.sessionmaker() as session, session.begin():
-                await inbox.postpone(session, row_id, token=token, until=until)
-            self._wake.set()
-            return
+            raise Throttled("429 Too Many Requests", _retry_seconds(exc)) from None
         except TelegramError as exc:
-            metrics.failed(CHANNEL, "reply")
-            log.warning(
-                "replies to telegram update %s not sent: %s", update.update_id, type(exc).__name__
-            )
-            async with self.sessionmaker() as session, session.begin():
-                row = await session.get(InboundUpdate, row_id, populate_existing=True)
-                attempts = row.attempts if row else 0
-                await inbox.record_failure(
-                    session,
-                    row_id,
-                    type(exc).__name__,
-                    token=token,
-                    now=now_utc(),
-                    retry_after=_backoff(attempts),
-                    max_attempts=MAX_SEND_ATTEMPTS,
-                )
-            self._wake.set()
-            return
-        if messages:
-            metrics.sent(CHANNEL, "reply", len(messages))
-        async with self.sessionmaker() as session, session.begin():
-            await inbox.mark_answered(session, row_id, token=token)
+            raise TemporaryFailure(type(exc).__name__) from None
+
+    def recipient_of(self, update: Update) -> str | None:
+        """Return the sender, marked unreachable when the replies are refused with 403."""
+        user = update.effective_user
+        return None if user is None else str(user.id)
 
     async def send(self, update: Update, messages: Sequence[Outgoing]) -> None:
         """Edit the pressed message (its query is answered on claiming) or send the replies."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+
+from bot.channels.inbox_worker import BadPayload
+from bot.channels.telegram_render import CHANNEL
+
+# Handler is re-exported: bot/service.py names the type from here.
+from bot.channels.webhook import Handler as Handler
+from bot.channels.webhook import Receive, webhook_handler
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +23,13 @@ MAX_BODY = 1024 * 1024
 # At a stop, requests in flight get this long (a stuck one is cut: Telegram posts it again).
 SHUTDOWN_SECONDS = 5.0
 
-Receive = Callable[[Sequence[dict[str, Any]]], Awaitable[int]]
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 
-
-class BadUpdate(ValueError):
+class BadUpdate(BadPayload):
     """A body that does not parse as a Telegram update; `reason` is the error's type only."""
 
     def __init__(self, update_id: int, reason: str) -> None:
-        super().__init__(f"update {update_id} does not parse: {reason}")
+        super().__init__(f"update {update_id} does not parse: {reason}", reason)
         self.update_id = update_id
-        self.reason = reason
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -36,33 +37,23 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+def update_of(body: Any) -> dict[str, Any]:
+    """Return a webhook body that has a Telegram update's id; raise ValueError if not."""
+    # `type is int`: a JSON true is a bool, which Python counts as an int.
+    if not isinstance(body, dict) or type(body.get("update_id")) is not int:
+        raise ValueError("not a Telegram update")
+    return body
+
+
 def telegram_handler(receive: Receive, *, secret_token: str) -> Handler:
     """Return the request handler of Telegram's webhook path."""
-    expected = secret_token.encode()
-
-    async def webhook(request: web.Request) -> web.Response:
-        """Check the secret, store the update, then acknowledge it."""
-        given = request.headers.get(SECRET_HEADER, "").encode()
-        # Constant time: the comparison must not tell how much of a guess was right.
-        if not hmac.compare_digest(given, expected):
-            return web.Response(status=401, text="unauthorized")
-        try:
-            payload = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            return web.Response(status=400, text="bad request")
-        # `type is int`: a JSON true is a bool, which Python counts as an int.
-        if not isinstance(payload, dict) or type(payload.get("update_id")) is not int:
-            return web.Response(status=400, text="bad request")
-        # A failure to store answers 500, so Telegram delivers the update again later.
-        try:
-            await receive([payload])
-        except BadUpdate as exc:
-            # The id and the error's type only: the body may quote what a user wrote.
-            log.warning("webhook update %s refused: %s", exc.update_id, exc.reason)
-            return web.Response(status=400, text="bad request")
-        return web.Response(text="ok")
-
-    return webhook
+    return webhook_handler(
+        receive,
+        channel=CHANNEL,
+        secret_header=SECRET_HEADER,
+        secret_token=secret_token,
+        update_of=update_of,
+    )
 
 
 def routes_app(routes: Mapping[str, Handler]) -> web.Application:

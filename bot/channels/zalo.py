@@ -1,9 +1,10 @@
 """The Zalo channel: updates in through the inbox, replies out through the Zalo Bot API.
 
-The same guarantees as Telegram's (bot/channels/telegram.py): every update is stored in
-the inbox (db/inbox.py) before Zalo is told it arrived (a webhook post is answered 200
-only once stored); workers take each chat's updates in order under leases, keep the
-rendered replies with the update until they are sent, and answer a repeated update once.
+The same guarantees as Telegram's, from the same inbox worker (bot/channels/inbox_worker.py,
+for which this channel is the `Platform` for Zalo): every update is stored in the inbox
+(db/inbox.py) before Zalo is told it arrived (a webhook post is answered 200 only once
+stored); workers take each chat's updates in order under leases, keep the rendered
+replies with the update until they are sent, and answer a repeated update once.
 Zalo's updates have no id of their own and getUpdates no offset: an update is known by
 its `message_id`, the inbox's (channel, update_key).
 
@@ -22,11 +23,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.channels.inbox_worker import (
+    IDLE_SECONDS,
+    LEASE,
+    BadPayload,
+    InboxWorker,
+    Outgoing,
+    now_utc,
+)
 from bot.channels.text_split import split_text
 from bot.channels.zalo_api import MAX_TEXT, ZaloApiError, ZaloBot, ZaloError, ZaloNetworkError
 from bot.config import Settings
@@ -38,11 +47,7 @@ from bot.senders import (
     Throttled,
     Unreachable,
 )
-from db import inbox
-from db.leases import LeaseLost
-from db.models import InboundUpdate, InboxStatus
 from db.repos import Repos
-from handlers.channel_alerts import report_quota_exhausted
 from handlers.choices import render_numbered
 from handlers.dispatch import dispatch
 from handlers.i18n import t
@@ -53,28 +58,17 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "zalo"
 TEXT_EVENT = "message.text.received"
-LEASE = dt.timedelta(seconds=60)
-IDLE_SECONDS = 1.0
-MAX_SEND_ATTEMPTS = 5
 # An answer that takes longer than this shows "typing…" in the chat meanwhile.
 TYPING_AFTER = 1.0
 # A 429 without a retry_after waits this long.
 DEFAULT_RETRY_AFTER = 5.0
 
-Outgoing = dict[str, Any]
 
-
-class BadZaloUpdate(ValueError):
+class BadZaloUpdate(BadPayload):
     """A body that is not a Zalo message update; `reason` says what is missing."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"not a Zalo message update: {reason}")
-        self.reason = reason
-
-
-def now_utc() -> dt.datetime:
-    """Return the current time, aware in UTC."""
-    return dt.datetime.now(dt.UTC)
+        super().__init__(f"not a Zalo message update: {reason}", reason)
 
 
 def _id(value: Any) -> str | None:
@@ -142,11 +136,6 @@ def render_replies(replies: Sequence[Reply], language: str) -> list[Outgoing]:
     return messages
 
 
-def _backoff(attempts: int) -> dt.timedelta:
-    """Return the wait before retry number `attempts` + 1: 1, 2, 4 … up to 60 seconds."""
-    return dt.timedelta(seconds=min(60, 2 ** max(0, attempts)))
-
-
 def delivery_error(exc: ZaloError) -> DeliveryError:
     """Map a Zalo failure onto the delivery engine's neutral errors.
 
@@ -190,10 +179,9 @@ class ZaloChannel:
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.workers = workers
-        self.lease = lease
-        self.idle_seconds = idle_seconds
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self.inbox = InboxWorker(
+            self, sessionmaker, settings.chat, lease=lease, idle_seconds=idle_seconds
+        )
 
     # Lifecycle -----------------------------------------------------------------------
 
@@ -212,13 +200,7 @@ class ZaloChannel:
 
     def stop(self) -> None:
         """Ask the loops to finish: the current update is completed, no new one taken."""
-        self._stopping.set()
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Return whether the channel was asked to stop."""
-        return self._stopping.is_set()
+        self.inbox.stop()
 
     # Receiving -----------------------------------------------------------------------
 
@@ -227,15 +209,16 @@ class ZaloChannel:
 
         Raise BadZaloUpdate, storing none, if one is not a message update.
         """
-        new = 0
-        async with self.sessionmaker() as session, session.begin():
-            for update in updates:
-                message_id, chat_id, _sender = parts_of(update)
-                if await inbox.store(session, CHANNEL, message_id, chat_id, update):
-                    new += 1
-        if new:
-            self._wake.set()
-        return new
+        return await self.inbox.receive(updates)
+
+    def stored_as(self, payload: dict[str, Any]) -> tuple[str, str]:
+        """Return the update's message id and its chat, for the inbox; raise BadZaloUpdate."""
+        message_id, chat_id, _sender = parts_of(payload)
+        return message_id, chat_id
+
+    def update_of(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Return the update of a stored payload: the payload itself."""
+        return payload
 
     async def poll(self) -> None:
         """Fetch updates by long polling until stopped; each is stored before the next poll.
@@ -249,7 +232,7 @@ class ZaloChannel:
         pending: list[dict[str, Any]] = []
         failures = 0
         webhook_deleted = False
-        while not self.stopping:
+        while not self.inbox.stopping:
             try:
                 if not webhook_deleted:
                     # Polling and a webhook exclude each other: getUpdates fails while set.
@@ -268,71 +251,33 @@ class ZaloChannel:
                 failures += 1
                 pause = exc.retry_after if exc.retry_after is not None else 2.0**failures
                 log.warning("zalo polling failed (%s); retrying", exc.code)
-                await self._pause(min(60.0, pause))
+                await self.inbox.pause(min(60.0, pause))
                 continue
             except Exception as exc:  # the network or the database: wait, then try again
                 failures += 1
                 log.warning("zalo polling failed (%s); retrying", type(exc).__name__)
-                await self._pause(min(30.0, 2.0**failures))
+                await self.inbox.pause(min(30.0, 2.0**failures))
                 continue
             failures = 0
         log.info("zalo polling stopped")
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait `seconds` or until stopped."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
     # Handling ------------------------------------------------------------------------
 
     async def work(self) -> None:
-        """Handle stored updates until stopped; wait for new ones when the inbox is empty."""
-        while not self.stopping:
-            self._wake.clear()
-            try:
-                busy = await self.process_one()
-            except Exception as exc:  # the database went away: wait, then try again
-                log.error("zalo inbox worker error: %s", type(exc).__name__)
-                busy = False
-            if not busy and not self.stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_seconds)
+        """Handle stored updates until stopped (bot/channels/inbox_worker.py)."""
+        await self.inbox.work()
 
-    async def process_one(self) -> bool:
-        """Take one update from the inbox and handle or resend it; return False if none."""
-        now = now_utc()
-        async with self.sessionmaker() as session, session.begin():
-            row = await inbox.claim(session, CHANNEL, now=now, lease=self.lease)
-        if row is None:
-            return False
-        assert row.lease_until is not None
-        token = row.lease_until
-        update = row.payload
-        messages = row.replies or []
+    async def acknowledge(self, _update: dict[str, Any]) -> None:
+        """Tell Zalo nothing at once: it has no buttons to stop spinning."""
+
+    @contextlib.asynccontextmanager
+    async def working_on(self, update: dict[str, Any]) -> AsyncIterator[None]:
+        """Show "typing…" in the chat while the answer takes more than a moment."""
+        typing = asyncio.create_task(self._typing_later(parts_of(update)[1]))
         try:
-            if row.status == InboxStatus.RECEIVED:
-                typing = asyncio.create_task(self._typing_later(row.chat_id))
-                try:
-                    async with self.sessionmaker() as session, session.begin():
-                        messages = await self.handle(session, update, now)
-                        # LeaseLost here undoes the handling: another worker has the update.
-                        await inbox.mark_handled(session, row.id, messages, now, token=token)
-                except LeaseLost:
-                    raise
-                except Exception as exc:
-                    await self._handling_failed(row, token, exc)
-                    return True
-                finally:
-                    typing.cancel()
-            await self._deliver(row.id, token, row.chat_id, messages)
-        except LeaseLost:
-            log.warning(
-                "zalo update %s (row %s): lease ran out and the update was taken again; "
-                "left to that worker",
-                row.update_key,
-                row.id,
-            )
-        return True
+            yield
+        finally:
+            typing.cancel()
 
     async def _typing_later(self, chat_id: str) -> None:
         """Show "typing…" if the answer takes more than a moment; never fail for it."""
@@ -360,85 +305,25 @@ class ZaloChannel:
         replies = [Reply(lines=(Msg("zalo.private_only"),))]
         return render_replies(replies, self.settings.bot.default_language)
 
-    async def _handling_failed(
-        self, row: InboundUpdate, token: dt.datetime, exc: Exception
-    ) -> None:
-        """Count the failure; after the last attempt apologise and let the chat go on."""
-        # Ids and the error's type only: its message may quote what the user wrote.
-        log.error("zalo update %s (row %s) failed: %s", row.update_key, row.id, type(exc).__name__)
-        apology: list[Outgoing] = []
-        if is_private(row.payload):
-            reply = Reply(lines=(Msg("error.internal"),))
-            apology = render_replies([reply], self.settings.bot.default_language)
-        async with self.sessionmaker() as session, session.begin():
-            failed = await inbox.record_failure(
-                session,
-                row.id,
-                type(exc).__name__,
-                token=token,
-                now=now_utc(),
-                retry_after=_backoff(row.attempts),
-                replies=apology,
-            )
-        if failed:
-            with contextlib.suppress(ZaloError):
-                await self.send(row.chat_id, apology)
-        self._wake.set()
+    def apology(self, update: dict[str, Any]) -> list[Outgoing]:
+        """Return the apology for a message in a private chat, else none."""
+        if not is_private(update):
+            return []
+        reply = Reply(lines=(Msg("error.internal"),))
+        return render_replies([reply], self.settings.bot.default_language)
 
     # Sending -------------------------------------------------------------------------
 
-    async def _deliver(
-        self, row_id: int, token: dt.datetime, chat_id: str, messages: list[Outgoing]
-    ) -> None:
-        """Send a handled update's replies and mark it answered; retry later on failure."""
-        async with self.sessionmaker() as session, session.begin():
-            token = await inbox.renew(session, row_id, token=token, until=now_utc() + self.lease)
+    async def send_replies(self, update: dict[str, Any], messages: Sequence[Outgoing]) -> None:
+        """Send an update's replies to its chat; raise the delivery engine's errors on failure."""
         try:
-            await self.send(chat_id, messages)
+            await self.send(parts_of(update)[1], messages)
         except ZaloError as exc:
-            await self._send_failed(row_id, token, chat_id, delivery_error(exc))
-            return
-        async with self.sessionmaker() as session, session.begin():
-            await inbox.mark_answered(session, row_id, token=token)
+            raise delivery_error(exc) from None
 
-    async def _send_failed(
-        self, row_id: int, token: dt.datetime, chat_id: str, error: DeliveryError
-    ) -> None:
-        """Settle replies that could not be sent, by what the failure means."""
-        log.warning("replies to zalo row %s not sent: %s", row_id, error.reason)
-        async with self.sessionmaker() as session, session.begin():
-            if isinstance(error, Unreachable):
-                # The user blocked the bot or is gone: nothing to retry.
-                await Repos(session).people.set_reachable(CHANNEL, chat_id, False)
-                await inbox.mark_answered(session, row_id, token=token)
-                return
-            if isinstance(error, Throttled):
-                # Zalo's rate limit: not a failure of this update, so no attempt is counted.
-                until = now_utc() + dt.timedelta(seconds=error.retry_after)
-                await inbox.postpone(session, row_id, token=token, until=until)
-            else:
-                row = await session.get(InboundUpdate, row_id, populate_existing=True)
-                attempts = row.attempts if row else 0
-                permanent = isinstance(error, PermanentFailure)
-                await inbox.record_failure(
-                    session,
-                    row_id,
-                    error.reason,
-                    token=token,
-                    now=now_utc(),
-                    retry_after=_backoff(attempts),
-                    # A refusal (a used-up quota above all) is not retried.
-                    max_attempts=1 if permanent else MAX_SEND_ATTEMPTS,
-                )
-                if isinstance(error, QuotaExhausted):
-                    await report_quota_exhausted(
-                        Repos(session),
-                        CHANNEL,
-                        error.reason,
-                        now=now_utc(),
-                        settings=self.settings.chat,
-                    )
-        self._wake.set()
+    def recipient_of(self, update: dict[str, Any]) -> str | None:
+        """Return the chat, marked unreachable when Zalo says it is blocked or gone."""
+        return parts_of(update)[1]
 
     async def send(self, chat_id: str, messages: Sequence[Outgoing]) -> None:
         """Send rendered messages to a chat in order."""
