@@ -19,6 +19,7 @@ from bot.web import (
     broadcasts,
     classes,
     health,
+    link_codes,
     people,
     registrations,
     reports,
@@ -114,6 +115,8 @@ def build_admin_app(
     router.add_post("/uploads", uploads.upload)
     router.add_get(r"/uploads/{upload_id:\d+}", uploads.preview)
     router.add_post(r"/uploads/{upload_id:\d+}/apply", uploads.apply)
+    router.add_get(r"/people/{person_id:\d+}", people.person_detail)
+    router.add_post(r"/people/{person_id:\d+}/link-code", link_codes.issue_link_code)
     router.add_get("/broadcasts", broadcasts.broadcast_list)
     router.add_get("/broadcasts/new", broadcasts.broadcast_new)
     router.add_post("/broadcasts/new", broadcasts.broadcast_create)
