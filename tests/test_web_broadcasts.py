@@ -25,10 +25,11 @@ from db.models import (
     OutboxMessage,
     OutboxStatus,
     Program,
+    UnitKind,
 )
 from handlers.i18n import t
 from handlers.notices import decode_reply
-from tests.factories import add_person, link
+from tests.factories import add_person, add_unit, link
 from tests.web_support import Site, Visitor, admin_site, visible_text
 from tests.web_world import World, build_world
 
@@ -208,10 +209,15 @@ async def test_a_double_submit_of_send_starts_one_broadcast(
     # Everyone linked and reachable, once each.
     assert len(await notices(sessionmaker)) == 3
     assert await audit_actions(sessionmaker) == ["broadcast.draft", "broadcast.send"]
-    # The back button and Send again: nothing more.
+    # The back button and Send again: nothing more; nor can it be changed now.
     response = await admin.post(f"{preview}/send", {"tag": tag[1]})
     assert response.headers["Location"] == f"{preview}?error=not_draft"
+    response = await admin.get(f"{preview}/edit")
+    assert response.headers["Location"] == f"{preview}?error=not_draft"
+    response = await admin.post(f"{preview}/edit", {"text": "Khác", "kind": "heads"})
+    assert response.headers["Location"] == f"{preview}?error=not_draft"
     assert len(await notices(sessionmaker)) == 3
+    assert (await the_broadcast(sessionmaker)).text == TEXT
 
 
 async def test_a_send_from_an_older_preview_does_not_send_a_changed_draft(
@@ -402,3 +408,15 @@ async def test_a_chat_draft_continued_on_the_web_keeps_its_photo(
         assert kept is not None
         assert kept.message["attachment"]["file_id"] == "AgAC-photo"
         assert kept.text == "Ảnh lịch học mới"
+
+
+async def test_the_school_is_named_as_in_the_roster(
+    admin: Visitor, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        school = await add_unit(session, "TCT", "Trường Chính trị tỉnh Nghệ An", world.province)
+        school.kind = UnitKind.SCHOOL
+    preview = await write(admin, kind="heads")
+    assert "📣 Thông báo của Trường Chính trị tỉnh Nghệ An:" in visible_text(
+        await admin.page(preview)
+    )

@@ -428,8 +428,13 @@ async def broadcast_edit(request: web.Request) -> web.StreamResponse:
     author = author_of(viewer_of(request))
     if author is None:
         return _refuse_non_author(request)
-    async with sessionmaker_of(request)() as session, session.begin():
-        draft = await _own_draft(session, request, author)
+    broadcast_id = int_param(request.match_info["broadcast_id"], -1)
+    async with sessionmaker_of(request)() as session:
+        draft = await broadcasts.get(session, broadcast_id)
+        if draft is None or not _owns_draft(author, draft):
+            raise not_found(request)
+        if draft.status != BroadcastStatus.DRAFT:
+            raise redirect(f"/broadcasts/{broadcast_id}?error=not_draft")
         choices = await _choices(session, request, author)
     attachment = decode_reply(draft.message).attachment is not None
     error = _said(request, "error", SEND_REFUSALS)

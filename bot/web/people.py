@@ -114,7 +114,6 @@ async def person_page(
         "person.html",
         status=409 if error else 200,
         item=found,
-        code_channel=CODE_CHANNEL,
         linked_on_code_channel=any(a.channel == CODE_CHANNEL for a in found.accounts),
         live=live,
         issued=issued,
