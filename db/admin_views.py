@@ -284,3 +284,18 @@ async def failures(
         for row in rows
     ]
     return found, total or 0
+
+
+async def person_links(session: AsyncSession, person_id: int) -> PersonLinks | None:
+    """Return one person with their unit and chat accounts, or None."""
+    person = await session.scalar(
+        select(Person).options(joinedload(Person.unit)).where(Person.id == person_id)
+    )
+    if person is None:
+        return None
+    accounts = await session.scalars(
+        select(ChannelAccount)
+        .where(ChannelAccount.person_id == person_id)
+        .order_by(ChannelAccount.channel)
+    )
+    return PersonLinks(person, tuple(accounts.all()))

@@ -103,3 +103,16 @@ async def usernames(session: AsyncSession) -> list[str]:
     """Return every username that has entries, for the filter's choices."""
     stmt = select(AuditEntry.username).distinct().order_by(AuditEntry.username)
     return list((await session.scalars(stmt)).all())
+
+
+async def of_target(
+    session: AsyncSession, target_type: str, target_id: int | str, *, limit: int = 100
+) -> list[AuditEntry]:
+    """Return the entries about one target (e.g. a broadcast's history), oldest first."""
+    stmt = (
+        select(AuditEntry)
+        .where(AuditEntry.target_type == target_type, AuditEntry.target_id == str(target_id))
+        .order_by(AuditEntry.at, AuditEntry.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())

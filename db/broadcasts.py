@@ -12,8 +12,15 @@ often it runs; it is then SENDING, DONE when no notice is left queued (`settle_f
 or STOPPED by `stop` (its queued notices end SKIPPED "stopped"). Progress and the report
 are counts of its outbox rows.
 
-The chat flow (handlers/broadcast.py) and the web admin use these functions; none of
-them commits: call them in the caller's unit of work.
+The chat flow (handlers/broadcast.py) and the web admin (bot/web/broadcasts.py) use these
+functions; none of them commits: call them in the caller's unit of work.
+
+The author is a roster person. A broadcast may have no author (`author_id` None): one
+written in the web admin by an admin account tied to no roster person, on the school's
+behalf. Such a draft belongs to "no author": only a caller passing `author_id=None` (the
+web admin, for admin accounts without a person) may change, send or drop it; the chat
+always passes a person's id, so it never touches one. The web admin's audit log names
+the account that wrote and sent it.
 """
 
 from __future__ import annotations
@@ -319,7 +326,7 @@ def _by_zns(zns_kinds: Collection[str]) -> ColumnElement[bool]:
 async def create_draft(
     session: AsyncSession,
     *,
-    author_id: int,
+    author_id: int | None,
     scope_unit_id: int | None,
     text: str,
     message: dict[str, Any],
@@ -329,6 +336,7 @@ async def create_draft(
 ) -> Broadcast:
     """Add a draft: the author's `text` and the `message` recipients get (an encoded Reply).
 
+    `author_id` None: written on the school's behalf by no roster person (see above);
     `scope_unit_id` is the author's reach (None: the whole school); `origin_*` the chat
     where progress and the report are shown (None: no chat, e.g. the web admin).
     """
@@ -365,8 +373,11 @@ async def _locked(session: AsyncSession, broadcast_id: int) -> Broadcast | None:
     return (await session.scalars(stmt)).first()
 
 
-async def draft_of(session: AsyncSession, broadcast_id: int, author_id: int) -> Broadcast:
-    """Return the author's draft, locked; raise BroadcastError when it is not one."""
+async def draft_of(session: AsyncSession, broadcast_id: int, author_id: int | None) -> Broadcast:
+    """Return the author's draft, locked; raise BroadcastError when it is not one.
+
+    `author_id` None asks for a draft without an author (the web admin's, see above).
+    """
     broadcast = await _locked(session, broadcast_id)
     if broadcast is None:
         raise BroadcastError("not_found")
@@ -380,7 +391,7 @@ async def draft_of(session: AsyncSession, broadcast_id: int, author_id: int) -> 
 async def edit_draft(
     session: AsyncSession,
     broadcast_id: int,
-    author_id: int,
+    author_id: int | None,
     *,
     text: str | None = None,
     message: dict[str, Any] | None = None,
@@ -401,7 +412,9 @@ async def edit_draft(
     return broadcast
 
 
-async def cancel_draft(session: AsyncSession, broadcast_id: int, author_id: int) -> Broadcast:
+async def cancel_draft(
+    session: AsyncSession, broadcast_id: int, author_id: int | None
+) -> Broadcast:
     """Drop the author's draft: it is never sent."""
     broadcast = await draft_of(session, broadcast_id, author_id)
     broadcast.status = BroadcastStatus.CANCELLED
@@ -416,7 +429,7 @@ async def start(
     session: AsyncSession,
     broadcast_id: int,
     *,
-    author_id: int,
+    author_id: int | None,
     scope_unit_id: int | None,
     now: dt.datetime,
     today: dt.date,
@@ -497,13 +510,20 @@ async def _queue(
     )
 
 
-def manages(broadcast: Broadcast, person_id: int, *, admin: bool) -> bool:
-    """Return whether the person may see and stop the broadcast: its author, or an admin."""
-    return admin or broadcast.author_id == person_id
+def manages(broadcast: Broadcast, person_id: int | None, *, admin: bool) -> bool:
+    """Return whether the person may see and stop the broadcast: its author, or an admin.
+
+    Nobody but an admin manages a broadcast without an author, whoever asks.
+    """
+    return admin or (person_id is not None and broadcast.author_id == person_id)
 
 
-async def stop(session: AsyncSession, broadcast_id: int, *, by_id: int, now: dt.datetime) -> int:
+async def stop(
+    session: AsyncSession, broadcast_id: int, *, by_id: int | None, now: dt.datetime
+) -> int:
     """Stop a broadcast that is sending: its queued notices end SKIPPED; return how many.
+
+    `by_id` is the person stopping it (None: an admin account of the web admin without one).
 
     A notice the delivery engine already holds is dropped too: it checks, right before
     sending, that its notice is still queued (bot/delivery.py). Raise BroadcastError
@@ -605,12 +625,29 @@ async def recent(
     author_id: int | None = None,
     statuses: Collection[BroadcastStatus] = STARTED,
     limit: int = 5,
+    offset: int = 0,
 ) -> list[Broadcast]:
     """Return the latest broadcasts (of one author, or everyone's), newest first."""
     stmt = select(Broadcast).where(Broadcast.status.in_(list(statuses)))
     if author_id is not None:
         stmt = stmt.where(Broadcast.author_id == author_id)
-    stmt = stmt.order_by(Broadcast.id.desc()).limit(limit)
+    stmt = stmt.order_by(Broadcast.id.desc()).offset(offset).limit(limit)
+    return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
+
+
+async def drafts(
+    session: AsyncSession, author_id: int | None, *, limit: int = 20
+) -> list[Broadcast]:
+    """Return an author's drafts, newest first; `author_id` None: the drafts without an author."""
+    author = (
+        Broadcast.author_id.is_(None) if author_id is None else Broadcast.author_id == author_id
+    )
+    stmt = (
+        select(Broadcast)
+        .where(Broadcast.status == BroadcastStatus.DRAFT, author)
+        .order_by(Broadcast.id.desc())
+        .limit(limit)
+    )
     return list((await session.scalars(stmt.execution_options(populate_existing=True))).all())
 
 

@@ -248,3 +248,22 @@ async def redeem(
     if any(row.locked_until and row.locked_until > now for row in candidates):
         return Redemption(Outcome.LOCKED, until=now + LOCK)
     return Redemption(Outcome.WRONG, left=left)
+
+
+async def live_staff_code(
+    session: AsyncSession, person_id: int, channel: str, *, now: dt.datetime
+) -> LinkCode | None:
+    """Return the person's latest code issued by staff on `channel` that can still be used."""
+    stmt = (
+        select(LinkCode)
+        .where(
+            LinkCode.person_id == person_id,
+            LinkCode.channel == channel,
+            LinkCode.external_id.is_(None),
+            LinkCode.used_at.is_(None),
+            LinkCode.expires_at > now,
+        )
+        .order_by(LinkCode.id.desc())
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()

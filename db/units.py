@@ -26,6 +26,7 @@ from db.models import (
     RegistrationStatus,
     TrainingClass,
     Unit,
+    UnitKind,
 )
 from db.text import fold
 
@@ -314,3 +315,15 @@ async def unit_tree(session: AsyncSession) -> UnitTree:
     for unit_id, person_id in rows:
         heads.setdefault(unit_id, []).append(person_id)
     return UnitTree(parents, names, heads)
+
+
+async def school_name(session: AsyncSession) -> str | None:
+    """Return the name of the school's unit in the roster (kind `school`, topmost), if any."""
+    stmt = (
+        select(Unit.name)
+        .where(Unit.kind == UnitKind.SCHOOL)
+        .order_by(Unit.parent_id.is_not(None), Unit.id)
+        .limit(1)
+    )
+    name: str | None = await session.scalar(stmt)
+    return name

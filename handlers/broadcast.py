@@ -111,6 +111,17 @@ def announcement(person: Person, text: str, attachment: Attachment | None) -> Re
     return Reply(tuple(lines), attachment=attachment)
 
 
+def school_announcement(school: str | None, text: str) -> Reply:
+    """Return the message of an announcement on the school's behalf (no roster author).
+
+    `school` is the school's unit name in the roster, if it has one.
+    """
+    sender: Param = school or Msg("broadcast.the_school")
+    return Reply(
+        (Msg("broadcast.header_school", {"unit": sender}), Msg("broadcast.body", {"text": text}))
+    )
+
+
 # Writing ---------------------------------------------------------------------------------
 
 

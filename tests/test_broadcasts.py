@@ -390,3 +390,56 @@ async def test_the_progress_message_is_claimed_by_one_process_at_a_time(
         )
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Broadcast)) == 1
+
+
+async def test_a_broadcast_without_an_author_is_the_web_admins_and_no_persons(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    p = await province(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        made = await broadcasts.create_draft(
+            session,
+            author_id=None,
+            scope_unit_id=None,
+            text="Lịch nghỉ Tết",
+            message={"lines": [{"key": "start.intro", "params": {}}], "buttons": []},
+            now=NOW,
+        )
+        schools = made.id
+    own = await draft(sessionmaker, p.author, Audience(AudienceKind.HEADS))
+    async with sessionmaker() as session, session.begin():
+        # A person (the chat) cannot take a draft without an author, nor the reverse.
+        for broadcast_id, author in ((schools, p.author), (own, None)):
+            with pytest.raises(BroadcastError) as refused:
+                await broadcasts.edit_draft(session, broadcast_id, author, urgent=True)
+            assert refused.value.why == "not_yours"
+        assert [d.id for d in await broadcasts.drafts(session, None)] == [schools]
+        assert [d.id for d in await broadcasts.drafts(session, p.author)] == [own]
+        await broadcasts.edit_draft(
+            session, schools, None, audience=Audience(AudienceKind.HEADS), urgent=True
+        )
+    async with sessionmaker() as session, session.begin():
+        started = await broadcasts.start(
+            session, schools, author_id=None, scope_unit_id=None, now=NOW, today=TODAY
+        )
+        assert (started.author_id, started.status, started.recipients) == (
+            None,
+            BroadcastStatus.SENDING,
+            2,
+        )
+        assert broadcasts.manages(started, None, admin=True)
+        # Only admins manage it: not a caller without a person who is no admin.
+        assert not broadcasts.manages(started, None, admin=False)
+        assert not broadcasts.manages(started, p.author, admin=False)
+        assert await broadcasts.drafts(session, None) == []
+    async with sessionmaker() as session, session.begin():
+        assert await broadcasts.stop(session, schools, by_id=None, now=NOW) == 2
+    async with sessionmaker() as session:
+        stopped = await broadcasts.get(session, schools)
+        assert stopped is not None
+        assert (stopped.status, stopped.stopped_by_id) == (BroadcastStatus.STOPPED, None)
+        # Paging through the started ones.
+        latest = await broadcasts.recent(session, limit=1)
+        older = await broadcasts.recent(session, limit=1, offset=1)
+    assert [b.id for b in latest] == [schools]
+    assert older == []

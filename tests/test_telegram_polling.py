@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DatabaseSettings, Settings, TelegramSettings
+from bot.config import DatabaseSettings, Settings, TelegramSettings, WebSettings
 from db.models import ChannelAccount, InboxStatus
 from tests.factories import add_person, add_unit
 from tests.fake_bot_api import (
@@ -190,6 +190,8 @@ async def test_short_polling_pauses_between_empty_answers(
         telegram=TelegramSettings(
             token=SecretStr(api.token), base_url=api.base_url, poll_timeout=0
         ),
+        # Any free port for the web admin: the default 8090 may be another run's.
+        web=WebSettings(listen_port=0),
     )
     async with running(sessionmaker, settings, api):
         await api.inject(text_update(api.next_update_id(), "/help"))

@@ -6,8 +6,10 @@ import re
 import string
 from pathlib import Path
 
+from bot.web import broadcasts
 from bot.web.i18n import LANGUAGES, catalog, text
-from db.models import ClassStatus
+from db.broadcasts import AudienceKind
+from db.models import BroadcastStatus, ClassStatus
 from db.roster import KINDS
 
 WEB = Path(__file__).resolve().parents[1] / "bot" / "web"
@@ -40,6 +42,24 @@ DYNAMIC = {
     ],
     "upload.done_": ["applied", "already", "conflict"],
     "error.": ["csrf", "login_needed", "admins_only", "too_large", "not_found"],
+    "broadcast_status.": [status.value for status in BroadcastStatus],
+    "audience.": [kind.value for kind in AudienceKind],
+    "broadcasts.done_": list(broadcasts.DONE),
+    "broadcasts.error_": list(broadcasts.ERRORS),
+    "broadcasts.problem_": [
+        "empty",
+        "too_long",
+        "not_your_unit",
+        "no_unit",
+        "not_your_class",
+        "no_class",
+        "no_program",
+        "no_audience",
+        *broadcasts.SEND_REFUSALS,
+    ],
+    "broadcasts.action_": ["draft", "edit", "urgent", "send", "stop", "drop"],
+    "broadcasts.with_": ["photo", "document"],
+    "linkcode.error_": ["already_linked"],
 }
 
 

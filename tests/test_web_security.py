@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,15 +11,24 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db import broadcasts
+from db.broadcasts import Audience, AudienceKind
 from db.models import (
+    AccountRole,
     AdminSession,
     AuditEntry,
+    Broadcast,
+    BroadcastStatus,
+    LinkCode,
     OutboxMessage,
     Registration,
     RegistrationStatus,
     TrainingClass,
 )
-from tests.web_support import Clock, Site, admin_site, visible_text, web_settings
+from handlers.broadcast import school_announcement
+from handlers.notices import encode_reply
+from tests.factories import NOW, TODAY, add_person, add_registration, link
+from tests.web_support import Clock, Site, add_account, admin_site, visible_text, web_settings
 from tests.web_world import World, build_world
 
 # Every page and action of the admin, as (method, path template).
@@ -45,13 +55,58 @@ ROUTES = [
     ("POST", "/uploads"),
     ("GET", "/uploads/1"),
     ("POST", "/uploads/1/apply"),
+    ("GET", "/people/{person_id}"),
+    ("POST", "/people/{person_id}/link-code"),
+    ("GET", "/broadcasts"),
+    ("GET", "/broadcasts/new"),
+    ("POST", "/broadcasts/new"),
+    ("GET", "/broadcasts/{draft_id}"),
+    ("GET", "/broadcasts/{draft_id}/edit"),
+    ("POST", "/broadcasts/{draft_id}/edit"),
+    ("POST", "/broadcasts/{draft_id}/urgent"),
+    ("POST", "/broadcasts/{draft_id}/send"),
+    ("POST", "/broadcasts/{draft_id}/drop"),
+    ("POST", "/broadcasts/{sending_id}/stop"),
     ("POST", "/logout"),
 ]
 
 
 @pytest.fixture
 async def world(sessionmaker: async_sessionmaker[AsyncSession]) -> World:
-    return await build_world(sessionmaker)
+    """The web world, its people linked on Telegram, and two broadcasts of the admin account.
+
+    A draft (to everyone, ready to send) and one going out, both without a roster author
+    (an admin account without a person wrote them).
+    """
+    world = await build_world(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        for person, chat in ((world.head, "175"), (world.learner, "178"), (world.other, "190")):
+            await link(session, person, "telegram", chat)
+        for text in ("Bản nháp của Trường", "Thông báo toàn Trường"):
+            made = await broadcasts.create_draft(
+                session,
+                author_id=None,
+                scope_unit_id=None,
+                text=text,
+                message=encode_reply(school_announcement(None, text)),
+                now=NOW,
+            )
+            made.audience = Audience(AudienceKind.EVERYONE).as_json()
+        await session.flush()
+        await broadcasts.start(
+            session, made.id, author_id=None, scope_unit_id=None, now=NOW, today=TODAY
+        )
+    return world
+
+
+async def broadcast_ids(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(Broadcast.status, Broadcast.id))).all()
+    return {status.value: broadcast_id for status, broadcast_id in rows}
+
+
+# A form that every action would take (a broadcast's text and audience, a class's fields).
+FORGED = {"text": "forged", "kind": "everyone", "urgent": "1", "tag": "1"}
 
 
 @pytest.fixture
@@ -77,14 +132,29 @@ async def snapshot(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[Any,
         audits = await session.scalar(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action != "login")
         )
-    return statuses, classes, notices, audits
+        casts = sorted(
+            (
+                await session.execute(
+                    select(Broadcast.id, Broadcast.status, Broadcast.urgent, Broadcast.audience)
+                )
+            ).all(),
+            key=lambda row: row[0],
+        )
+        queued = sorted(
+            (await session.execute(select(OutboxMessage.id, OutboxMessage.status))).all()
+        )
+        codes = await session.scalar(select(func.count()).select_from(LinkCode))
+    return statuses, classes, notices, audits, casts, queued, codes
 
 
-def fill(path: str, world: World) -> str:
+def fill(path: str, world: World, ids: dict[str, int]) -> str:
     return path.format(
         class_id=world.shared.id,
         registration_id=world.own_pending.id,
         unit_id=world.yen_thanh.id,
+        person_id=world.learner.id,
+        draft_id=ids["draft"],
+        sending_id=ids["sending"],
     )
 
 
@@ -92,10 +162,11 @@ async def test_no_page_or_action_without_login(
     site: Site, world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     before = await snapshot(sessionmaker)
+    ids = await broadcast_ids(sessionmaker)
     for method, template in ROUTES:
-        path = fill(template, world)
+        path = fill(template, world, ids)
         response = await site.client.request(
-            method, path, data={"capacity": "99"}, allow_redirects=False
+            method, path, data={**FORGED, "capacity": "99"}, allow_redirects=False
         )
         if method == "GET":
             assert response.status == 303, path
@@ -111,11 +182,13 @@ async def test_a_forged_or_missing_csrf_token_is_refused_and_changes_nothing(
 ) -> None:
     visitor = await site.visitor().logged_in("admin")
     before = await snapshot(sessionmaker)
+    ids = await broadcast_ids(sessionmaker)
     for method, template in ROUTES:
         if method != "POST" or template == "/logout":
             continue
         for token in ("", "forged-token", visitor.token[:-1]):
-            response = await visitor.post(fill(template, world), {"capacity": "99"}, token=token)
+            form = {**FORGED, "capacity": "99"}
+            response = await visitor.post(fill(template, world, ids), form, token=token)
             assert response.status == 403, (template, token)
             assert "Biểu mẫu đã cũ hoặc không hợp lệ" in visitor.last_text
     assert await snapshot(sessionmaker) == before
@@ -362,3 +435,142 @@ async def test_two_logins_at_once_both_count_as_failures(
             )
         )
         assert sorted(a.status for a in answers) == [401, 429]
+
+
+async def test_a_unit_heads_account_cannot_see_stop_or_send_anothers_broadcast(
+    site: Site, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    ids = await broadcast_ids(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        # Diễn Châu's head, with a web account, sends to their own unit.
+        other_head = await add_person(session, "0912000195", "Nguyễn Văn Diễn", world.dien_chau)
+        other_head.is_unit_head = True
+        await add_account(session, "head2", AccountRole.UNIT_HEAD, other_head)
+        theirs = await broadcasts.create_draft(
+            session,
+            author_id=other_head.id,
+            scope_unit_id=world.dien_chau.id,
+            text="Việc riêng Diễn Châu",
+            message=encode_reply(school_announcement("Huyện Diễn Châu", "Việc riêng Diễn Châu")),
+            now=NOW,
+        )
+        theirs.audience = Audience(AudienceKind.UNITS, (world.dien_chau.id,)).as_json()
+        await session.flush()
+        await broadcasts.start(
+            session,
+            theirs.id,
+            author_id=other_head.id,
+            scope_unit_id=world.dien_chau.id,
+            now=NOW,
+            today=TODAY,
+        )
+    head = await site.visitor().logged_in("head")
+    listed = visible_text(await head.page("/broadcasts"))
+    for text in ("Thông báo toàn Trường", "Việc riêng Diễn Châu", "Bản nháp của Trường"):
+        assert text not in listed
+    before = await snapshot(sessionmaker)
+    for broadcast_id in (ids["sending"], theirs.id, ids["draft"]):
+        assert (await head.get(f"/broadcasts/{broadcast_id}")).status == 404
+        assert (await head.get(f"/broadcasts/{broadcast_id}/edit")).status == 404
+        for action in ("stop", "send", "drop", "urgent", "edit"):
+            response = await head.post(
+                f"/broadcasts/{broadcast_id}/{action}", {**FORGED, "tag": "1"}
+            )
+            assert response.status == 404, (broadcast_id, action)
+    assert await snapshot(sessionmaker) == before
+    # The other head sees and stops their own, and only that.
+    other = await site.visitor().logged_in("head2")
+    assert "Việc riêng Diễn Châu" in visible_text(await other.page(f"/broadcasts/{theirs.id}"))
+    assert (await other.get(f"/broadcasts/{ids['sending']}")).status == 404
+    assert (await other.post(f"/broadcasts/{theirs.id}/stop")).status == 303
+    async with sessionmaker() as session:
+        stopped = await session.get(Broadcast, theirs.id)
+        assert stopped is not None
+        assert stopped.status == BroadcastStatus.STOPPED
+
+
+async def test_a_unit_heads_forged_units_and_classes_are_refused(
+    site: Site, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        other = await session.merge(world.other)
+        klass = await session.merge(world.dien_chau_only)
+        await add_registration(session, other, klass, RegistrationStatus.CONFIRMED)
+    head = await site.visitor().logged_in("head")
+    form = visible_text(await head.page("/broadcasts/new"))
+    assert "Huyện Diễn Châu" not in form
+    assert "NV-02" not in form
+    before = await snapshot(sessionmaker)
+    for forged in (
+        {"kind": "units", "unit": str(world.dien_chau.id)},
+        {"kind": "units", "unit": str(world.province.id)},
+        {"kind": "class", "class_id": str(world.dien_chau_only.id)},
+    ):
+        response = await head.post("/broadcasts/new", {"text": "Họp", **forged})
+        assert response.status == 422, forged
+        assert "chưa lưu gì" in visible_text(head.last_text)
+    assert await snapshot(sessionmaker) == before
+    # Their own draft cannot be turned to another unit either.
+    response = await head.post(
+        "/broadcasts/new", {"text": "Họp", "kind": "units", "unit": str(world.yen_thanh.id)}
+    )
+    own = response.headers["Location"]
+    await head.page(f"{own}/edit")
+    response = await head.post(
+        f"{own}/edit", {"text": "Họp", "kind": "units", "unit": str(world.dien_chau.id)}
+    )
+    assert response.status == 422
+    async with sessionmaker() as session:
+        draft = await session.get(Broadcast, int(own.rsplit("/", 1)[1]))
+        assert draft is not None
+        assert draft.audience == {"kind": "units", "unit_ids": [world.yen_thanh.id]}
+    # A head no longer heading a unit (a roster import) may not broadcast from the web.
+    async with sessionmaker() as session, session.begin():
+        demoted = await session.merge(world.head)
+        demoted.is_unit_head = False
+    assert (await head.get("/broadcasts/new")).status == 403
+    assert "thủ trưởng đơn vị" in visible_text(head.last_text)
+
+
+async def test_a_unit_heads_account_cannot_see_or_issue_a_code_for_another_units_person(
+    site: Site, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    head = await site.visitor().logged_in("head")
+    before = await snapshot(sessionmaker)
+    assert (await head.get(f"/people/{world.other.id}")).status == 404
+    await head.page(f"/people/{world.learner.id}")
+    response = await head.post(f"/people/{world.other.id}/link-code")
+    assert response.status == 404
+    assert "Hồ Văn Nam" not in head.last_text
+    assert await snapshot(sessionmaker) == before
+
+
+async def test_html_in_broadcasts_and_on_a_persons_page_is_escaped(
+    site: Site, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    async with sessionmaker() as session, session.begin():
+        learner = await session.merge(world.learner)
+        learner.full_name = attack
+    admin = await site.visitor().logged_in("admin")
+    await admin.page("/broadcasts/new")
+    response = await admin.post("/broadcasts/new", {"text": attack, "kind": "everyone"})
+    preview = response.headers["Location"]
+    page = await admin.page(preview)
+    tag = re.search(r'name="tag" value="(\d+)"', page)
+    assert tag is not None
+    await admin.post(f"{preview}/send", {"tag": tag[1]})
+    await admin.page(f"/people/{world.learner.id}")
+    await admin.post(f"/people/{world.learner.id}/link-code")
+    pages = [
+        admin.last_text,
+        page,
+        await admin.page(preview),
+        await admin.page("/broadcasts"),
+        await admin.page(f"/people/{world.learner.id}"),
+        await admin.page("/audit"),
+    ]
+    for number, html in enumerate(pages):
+        assert "<script>" not in html, number
+        assert "<img src=x" not in html, number
+        assert "&lt;script&gt;" in html, number

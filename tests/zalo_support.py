@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.config import DatabaseSettings, NotificationSettings, Settings, ZaloSettings
+from bot.config import DatabaseSettings, NotificationSettings, Settings, WebSettings, ZaloSettings
 from bot.service import run_service
 from db.models import InboundUpdate, InboxStatus
 from tests.fake_zalo_api import FakeZaloApi, text_update
@@ -31,6 +31,9 @@ def zalo_settings(api: FakeZaloApi, database_url: str, **zalo: Any) -> Settings:
         zalo=ZaloSettings(
             token=SecretStr(api.token), base_url=api.base_url, poll_timeout=1, **zalo
         ),
+        # The web admin on any free port (as tests.telegram_support does): not the default
+        # 8090, which another test run on the machine may hold.
+        web=WebSettings(listen_port=0),
     )
 
 

@@ -14,7 +14,18 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.web import auth, classes, health, people, registrations, reports, uploads, zns
+from bot.web import (
+    auth,
+    broadcasts,
+    classes,
+    health,
+    link_codes,
+    people,
+    registrations,
+    reports,
+    uploads,
+    zns,
+)
 from bot.web.core import CLOCK, PROBES, SESSIONMAKER, SETTINGS, TEMPLATES, Probe, public
 
 log = logging.getLogger(__name__)
@@ -107,11 +118,18 @@ def build_admin_app(
     router.add_post("/uploads", uploads.upload)
     router.add_get(r"/uploads/{upload_id:\d+}", uploads.preview)
     router.add_post(r"/uploads/{upload_id:\d+}/apply", uploads.apply)
-    # BROADCASTS (issue 5, left for the integration step): the `broadcast` branch brings
-    # the db functions (resolve an audience, create, stop, progress); its pages go here
-    # as /broadcasts (list with live progress and reports), /broadcasts/new (audience,
-    # preview with the exact recipient count, confirm) and POST /broadcasts/{id}/stop,
-    # with a "broadcasts" entry in templates/base.html's menu.
+    router.add_get(r"/people/{person_id:\d+}", people.person_detail)
+    router.add_post(r"/people/{person_id:\d+}/link-code", link_codes.issue_link_code)
+    router.add_get("/broadcasts", broadcasts.broadcast_list)
+    router.add_get("/broadcasts/new", broadcasts.broadcast_new)
+    router.add_post("/broadcasts/new", broadcasts.broadcast_create)
+    router.add_get(r"/broadcasts/{broadcast_id:\d+}", broadcasts.broadcast_page)
+    router.add_get(r"/broadcasts/{broadcast_id:\d+}/edit", broadcasts.broadcast_edit)
+    router.add_post(r"/broadcasts/{broadcast_id:\d+}/edit", broadcasts.broadcast_update)
+    router.add_post(r"/broadcasts/{broadcast_id:\d+}/urgent", broadcasts.broadcast_urgent)
+    router.add_post(r"/broadcasts/{broadcast_id:\d+}/send", broadcasts.broadcast_send)
+    router.add_post(r"/broadcasts/{broadcast_id:\d+}/drop", broadcasts.broadcast_drop)
+    router.add_post(r"/broadcasts/{broadcast_id:\d+}/stop", broadcasts.broadcast_stop)
     return app
 
 

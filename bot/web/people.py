@@ -1,15 +1,25 @@
-"""Units against their quotas, and people with their link status."""
+"""Units against their quotas, and people with their link status (one person: their page)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from bot.web.classes import today_of
-from bot.web.core import PAGE_SIZE, int_param, not_found, render, sessionmaker_of, viewer_of
-from db import admin_views, units
+from bot.web.core import (
+    PAGE_SIZE,
+    int_param,
+    not_found,
+    now_of,
+    render,
+    sessionmaker_of,
+    viewer_of,
+)
+from db import admin_views, link_codes, units
 from db.catalog import ClassRepo
+from db.link_codes import IssuedCode
 from db.models import Unit
 from db.registrations import units_under
+from handlers.link_codes import CODE_CHANNEL
 
 
 async def unit_list(request: web.Request) -> web.StreamResponse:
@@ -78,4 +88,35 @@ async def people_list(request: web.Request) -> web.StreamResponse:
         unit_id=unit_id,
         units=choices,
         links=[status.value for status in admin_views.LinkStatus],
+    )
+
+
+async def person_detail(request: web.Request) -> web.StreamResponse:
+    """Show a person of the account's units: their facts, chat accounts and Zalo link code."""
+    return await person_page(request)
+
+
+async def person_page(
+    request: web.Request, *, issued: IssuedCode | None = None, error: str | None = None
+) -> web.Response:
+    """Render a person's page; `issued`: a link code just issued, shown this once."""
+    viewer = viewer_of(request)
+    person_id = int_param(request.match_info["person_id"], -1)
+    async with sessionmaker_of(request)() as session:
+        found = await admin_views.person_links(session, person_id)
+        if found is None or not viewer.covers(found.person.unit_id):
+            raise not_found(request)
+        live = await link_codes.live_staff_code(
+            session, person_id, CODE_CHANNEL, now=now_of(request)
+        )
+    return render(
+        request,
+        "person.html",
+        status=409 if error else 200,
+        item=found,
+        linked_on_code_channel=any(a.channel == CODE_CHANNEL for a in found.accounts),
+        live=live,
+        issued=issued,
+        lifetime_hours=int(link_codes.STAFF_LIFETIME.total_seconds() // 3600),
+        error=error,
     )
