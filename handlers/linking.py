@@ -103,7 +103,9 @@ async def log_out(state: State, _incoming: Incoming, ctx: Context) -> Outcome:
     if not await ctx.repos.people.unlink(ctx.channel, ctx.user_id):
         return state, [help_reply(visitor, (Msg("linking.not_linked"),))]
     log.info("account %s on %s unlinked", ctx.user_id, ctx.channel)
-    return state, [help_reply(visitor, (Msg("linking.logged_out"),))]
+    # Where no contact proves a phone (Zalo) linking again takes a typed number and a code.
+    said = Msg("linking.logged_out_by_code") if ctx.links_by_code else Msg("linking.logged_out")
+    return state, [help_reply(visitor, (said,))]
 
 
 async def type_phone(state: State, _incoming: Incoming, _ctx: Context) -> Outcome:

@@ -124,7 +124,9 @@ async def test_a_used_code_does_not_work_again(
     await chat.say(LEARNER)
     code = code_in((await code_notices(sessionmaker))[0])
     await chat.say(code)
-    await chat.say("/logout")
+    logged_out = await chat.say("/logout")
+    assert "gõ lại số điện thoại rồi nhập mã xác nhận" in logged_out
+    assert "chia sẻ" not in logged_out
     assert await zalo_accounts(sessionmaker) == {}
     # The same code typed again after the phone: refused; a new one is sent instead.
     chat.now = NOW + dt.timedelta(minutes=2)
