@@ -198,7 +198,7 @@ class BroadcastError(Exception):
     not_found, not_yours (another author's draft), not_draft (already started or
     dropped), no_audience (none chosen, or no unit chosen), out_of_scope (a unit or the
     author's reach changed), nobody (no one in the audience can be reached), finished
-    (stopping one that is no longer sending).
+    (stopping one that is no longer sending), form_used (a web form submitted again).
     """
 
     def __init__(self, why: str) -> None:
@@ -332,6 +332,7 @@ async def create_draft(
     message: dict[str, Any],
     origin_channel: str | None = None,
     origin_chat_id: str | None = None,
+    form_key: str | None = None,
     now: dt.datetime,
 ) -> Broadcast:
     """Add a draft: the author's `text` and the `message` recipients get (an encoded Reply).
@@ -339,22 +340,48 @@ async def create_draft(
     `author_id` None: written on the school's behalf by no roster person (see above);
     `scope_unit_id` is the author's reach (None: the whole school); `origin_*` the chat
     where progress and the report are shown (None: no chat, e.g. the web admin).
+    `form_key` names the web form it comes from: a form submitted again (a double click,
+    two at once) makes no second draft; BroadcastError("form_used") is raised instead and
+    `made_by_form` tells which broadcast the form made.
     """
-    broadcast = Broadcast(
-        status=BroadcastStatus.DRAFT,
-        author_id=author_id,
-        scope_unit_id=scope_unit_id,
-        text=text,
-        message=message,
-        urgent=False,
-        origin_channel=origin_channel,
-        origin_chat_id=origin_chat_id,
-        created_at=now,
-        updated_at=now,
+    values: dict[str, Any] = {
+        "status": BroadcastStatus.DRAFT,
+        "author_id": author_id,
+        "scope_unit_id": scope_unit_id,
+        "text": text,
+        "message": message,
+        "urgent": False,
+        "origin_channel": origin_channel,
+        "origin_chat_id": origin_chat_id,
+        "form_key": form_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if form_key is None:
+        broadcast = Broadcast(**values)
+        session.add(broadcast)
+        await session.flush()
+        return broadcast
+    # ON CONFLICT: a second transaction with the same key waits for the first, then adds
+    # nothing (PostgreSQL); SQLite's writers take turns anyway.
+    insert = (
+        upsert_insert(session, Broadcast)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["form_key"])
+        .returning(Broadcast.id)
     )
-    session.add(broadcast)
-    await session.flush()
-    return broadcast
+    broadcast_id = await session.scalar(insert)
+    if broadcast_id is None:
+        raise BroadcastError("form_used")
+    made = await get(session, broadcast_id)
+    assert made is not None
+    return made
+
+
+async def made_by_form(session: AsyncSession, form_key: str) -> int | None:
+    """Return the id of the broadcast a web form made, or None."""
+    found = await session.scalar(select(Broadcast.id).where(Broadcast.form_key == form_key))
+    return None if found is None else int(found)
 
 
 async def get(session: AsyncSession, broadcast_id: int) -> Broadcast | None:

@@ -639,7 +639,10 @@ class Broadcast(Base):
     """
 
     __tablename__ = "broadcast"
-    __table_args__ = (Index("ix_broadcast_status", "status"),)
+    __table_args__ = (
+        Index("ix_broadcast_status", "status"),
+        Index("ix_broadcast_form_key", "form_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[BroadcastStatus] = mapped_column(
@@ -656,6 +659,9 @@ class Broadcast(Base):
     audience: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Sent in quiet hours too.
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The web admin form that made this draft (a random key per form shown), so that a
+    # double submit of one form makes one draft.
+    form_key: Mapped[str | None] = mapped_column(String(48))
     # The chat it was written in, where its progress and report are shown (None: written
     # elsewhere, e.g. on the web admin's page).
     origin_channel: Mapped[str | None] = mapped_column(String(16))

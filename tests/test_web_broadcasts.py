@@ -222,6 +222,35 @@ async def test_a_double_submit_of_send_starts_one_broadcast(
     assert (await the_broadcast(sessionmaker)).text == TEXT
 
 
+async def test_a_double_submit_of_the_new_form_makes_one_draft_and_a_changed_one_another(
+    admin: Visitor, world: World, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    form = await admin.page("/broadcasts/new")
+    key = re.search(r'name="form_key" value="([A-Za-z0-9_-]+)"', form)
+    assert key is not None
+    written = {"text": TEXT, "kind": "units", "unit": str(world.yen_thanh.id), "form_key": key[1]}
+    answers = await asyncio.gather(*(admin.post("/broadcasts/new", written) for _ in range(3)))
+    locations = {answer.headers["Location"] for answer in answers}
+    assert len(locations) == 1
+    async with sessionmaker() as session:
+        drafts = (await session.scalars(select(Broadcast))).all()
+    assert [f"/broadcasts/{draft.id}" for draft in drafts] == list(locations)
+    assert await audit_actions(sessionmaker) == ["broadcast.draft"]
+    # Back to the same form, the text changed: a second draft, nothing typed is lost.
+    response = await admin.post("/broadcasts/new", {**written, "text": "Lịch mới"})
+    assert response.status == 303
+    assert response.headers["Location"] not in locations
+    async with sessionmaker() as session:
+        texts = sorted((await session.scalars(select(Broadcast.text))).all())
+    assert texts == sorted([TEXT, "Lịch mới"])
+    # A new form has a new key.
+    again = re.search(
+        r'name="form_key" value="([A-Za-z0-9_-]+)"', await admin.page("/broadcasts/new")
+    )
+    assert again is not None
+    assert again[1] != key[1]
+
+
 async def test_a_send_from_an_older_preview_does_not_send_a_changed_draft(
     admin: Visitor, world: World, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

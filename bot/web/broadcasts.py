@@ -24,6 +24,8 @@ its attachment.
 from __future__ import annotations
 
 import math
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +77,8 @@ SEND_REFUSALS = ("no_audience", "out_of_scope")
 # What a page says after an action (?done=, ?error=); any other value is ignored.
 DONE = ("started", "stopped", "already_over", "dropped")
 ERRORS = ("not_draft", "changed", "nobody")
+# What secrets.token_urlsafe(18) gives the new-broadcast form.
+FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,48}")
 
 
 def _said(request: web.Request, name: str, known: Sequence[str]) -> str | None:
@@ -230,6 +234,8 @@ class Written:
     class_id: int = 0
     program: str = ""
     urgent: bool = False
+    # The new-broadcast form's own key: submitting it twice makes one draft.
+    form_key: str = ""
 
     @classmethod
     def of_draft(cls, draft: Broadcast) -> Written:
@@ -273,8 +279,14 @@ def _written(form: MultiDictProxy[Any]) -> tuple[Written, set[str]]:
         class_id=class_id,
         program=str(form.get("program", "")),
         urgent=bool(form.get("urgent")),
+        form_key=_form_key(str(form.get("form_key", ""))),
     )
     return written, forged
+
+
+def _form_key(text: str) -> str:
+    """Return a well-formed form key as posted, else "" (a form without one, or forged)."""
+    return text if FORM_KEY.fullmatch(text) else ""
 
 
 @dataclass(frozen=True)
@@ -377,7 +389,7 @@ async def broadcast_new(request: web.Request) -> web.StreamResponse:
         return _refuse_non_author(request)
     async with sessionmaker_of(request)() as session:
         choices = await _choices(session, request, author)
-    return _form_page(request, Written(), choices, draft=None)
+    return _form_page(request, Written(form_key=secrets.token_urlsafe(18)), choices, draft=None)
 
 
 async def broadcast_create(request: web.Request) -> web.StreamResponse:
@@ -391,14 +403,10 @@ async def broadcast_create(request: web.Request) -> web.StreamResponse:
         audience, problems = _problems(written, choices, forged)
         if audience is None:
             return _form_page(request, written, choices, draft=None, problems=problems, status=422)
-        draft = await broadcasts.create_draft(
-            session,
-            author_id=author.person_id,
-            scope_unit_id=author.scope_unit_id,
-            text=written.text,
-            message=await _message(session, author, written.text, None),
-            now=now_of(request),
-        )
+        draft = await _draft_of_form(session, request, author, written, audience)
+        if draft is None:  # the form made it before, as written: a double submit
+            made = await broadcasts.made_by_form(session, written.form_key)
+            raise redirect(f"/broadcasts/{made}")
         await broadcasts.edit_draft(
             session, draft.id, author.person_id, audience=audience, urgent=written.urgent
         )
@@ -410,6 +418,47 @@ async def broadcast_create(request: web.Request) -> web.StreamResponse:
             {"audience": audience.as_json(), "urgent": written.urgent},
         )
     raise redirect(f"/broadcasts/{draft.id}")
+
+
+async def _draft_of_form(
+    session: AsyncSession,
+    request: web.Request,
+    author: WebAuthor,
+    written: Written,
+    audience: Audience,
+) -> Broadcast | None:
+    """Add the form's draft; None when this form already made one holding what was written.
+
+    A form submitted again as it was (a double click, even two requests at once) is the
+    draft it made. One changed since (Back, then edited) makes a new draft without the
+    key, so nothing typed is lost.
+    """
+    form_key: str | None = written.form_key or None
+    for _ in range(2):
+        if form_key is not None:
+            made_id = await broadcasts.made_by_form(session, form_key)
+            made = await broadcasts.get(session, made_id) if made_id is not None else None
+            if made is not None:
+                if (made.text, made.audience, bool(made.urgent)) == (
+                    written.text,
+                    audience.as_json(),
+                    written.urgent,
+                ):
+                    return None
+                form_key = None
+        try:
+            return await broadcasts.create_draft(
+                session,
+                author_id=author.person_id,
+                scope_unit_id=author.scope_unit_id,
+                text=written.text,
+                message=await _message(session, author, written.text, None),
+                form_key=form_key,
+                now=now_of(request),
+            )
+        except BroadcastError:
+            continue  # made by another request at this moment: look at it again
+    raise AssertionError("a draft without a form key is always added")
 
 
 async def _own_draft(session: AsyncSession, request: web.Request, author: WebAuthor) -> Broadcast:
