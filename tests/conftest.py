@@ -84,12 +84,22 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _truncate_all(url: str) -> None:
+async def _empty_all(url: str) -> None:
+    """Delete every row and restart the ids, as TRUNCATE … RESTART IDENTITY would.
+
+    DELETE on a few small tables takes milliseconds where TRUNCATE of every table takes
+    a tenth of a second or more (it replaces each table's files): a minute or two over
+    the suite's PostgreSQL half.
+    """
     engine = create_engine(url)
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     try:
         async with engine.begin() as connection:
-            await connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+            for table in reversed(Base.metadata.sorted_tables):
+                await connection.exec_driver_sql(f'DELETE FROM "{table.name}"')
+            await connection.exec_driver_sql(
+                "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, false) "
+                "FROM pg_sequences WHERE schemaname = current_schema()"
+            )
     finally:
         await engine.dispose()
 
@@ -108,7 +118,7 @@ async def database_url(
         return f"sqlite+aiosqlite:///{path}"
     if postgres_url is None:
         pytest.skip(SKIP_POSTGRES)
-    await _truncate_all(postgres_url)
+    await _empty_all(postgres_url)
     return postgres_url
 
 
